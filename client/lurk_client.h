@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * lurk_client.h - the LURK client library: talk to lurk-keyserver.
+ *
+ * A LURK_CLIENT holds configuration and a pool of connections.  Creating it
+ * never touches the network; the first call opens a connection lazily.
+ * Calls may run concurrently from several threads: each call borrows its own
+ * connection from the pool (one persistent HTTPS connection per concurrent
+ * caller, keep-alive, TCP_NODELAY, TLS session reuse) and gives it back.
+ * After fork() the child drops every inherited connection without talking on
+ * it and opens its own on first use.
+ *
+ * Servers are tried in the order given; a transient failure (unreachable,
+ * timeout, 429, 503) moves on to the next one.  Mutual TLS with server
+ * verification is always on for https:// servers; unix: servers speak plain
+ * HTTP over a unix-domain socket whose file permissions do the access control.
+ *
+ * Every call returns a lurk_err; lurk_err_str() is its sentence and the
+ * optional lurk_detail says more (server StatusDescription, curl's message,
+ * which server), never payload bytes.
+ */
+#ifndef LURK_CLIENT_H
+#define LURK_CLIENT_H
+
+#include <stddef.h>
+
+#include "lurk_err.h"
+#include "lurk_proto.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lurk_client_st LURK_CLIENT;
+
+#define LURK_CLIENT_MAX_SERVERS 16
+#define LURK_CLIENT_DEFAULT_CONNECT_TIMEOUT_MS 1000
+#define LURK_CLIENT_DEFAULT_TIMEOUT_MS 3000
+
+typedef struct {
+    /* Server URLs separated by spaces or commas, tried in order:
+     *   https://HOST:PORT            (path /.well-known/lurk is implied)
+     *   unix:/path/to/socket         (plain HTTP over a unix socket)      */
+    const char *servers;
+    const char *ca_file;       /* CA that signed the key server's certificate */
+    const char *cert_file;     /* client certificate (PEM) */
+    const char *key_file;      /* client private key (PEM, a local file) */
+    long connect_timeout_ms;   /* 0: LURK_CLIENT_DEFAULT_CONNECT_TIMEOUT_MS */
+    long timeout_ms;           /* whole call, 0: LURK_CLIENT_DEFAULT_TIMEOUT_MS */
+    size_t max_response;       /* 0: LURK_MAX_MESSAGE */
+} lurk_client_config;
+
+typedef struct {
+    char msg[512];             /* "" when there is nothing to add */
+    int status;                /* wire status when a server answered, else 0 */
+    unsigned retry_after_ms;   /* from 429/503 answers */
+} lurk_detail;
+
+/* Copies what it needs from cfg.  Fails with LURK_ERR_CONFIG (and a detail)
+ * on an empty or malformed server list or unreadable credential files. */
+lurk_err lurk_client_new(const lurk_client_config *cfg, LURK_CLIENT **out, lurk_detail *d);
+void lurk_client_free(LURK_CLIENT *c);
+
+lurk_err lurk_client_hello(LURK_CLIENT *c, lurk_hello_info *info,
+                           unsigned char *state, size_t *state_len /* in: cap */,
+                           lurk_detail *d);
+lurk_err lurk_client_ping(LURK_CLIENT *c, lurk_detail *d);
+
+/* Fetches a key's public key and checks that it is the key the id names
+ * (LURK_ERR_KEY_MISMATCH otherwise).  *spki is malloc'd; policy may be NULL. */
+lurk_err lurk_client_public_key(LURK_CLIENT *c, const char *key_id, lurk_key_type *type,
+                                char policy[32], unsigned char **spki, size_t *spki_len,
+                                lurk_detail *d);
+
+typedef struct {
+    const char *key_id;
+    lurk_sig_alg alg;
+    lurk_md md;                    /* NONE for ed25519 */
+    int salt_len;                  /* rsa-pss: >= 0; ignored otherwise */
+    const unsigned char *data;     /* the message, or NULL */
+    size_t data_len;
+    const unsigned char *digest;   /* or its digest (exactly one of the two) */
+    size_t digest_len;
+} lurk_sign_params;
+
+/* *siglen: in = capacity of sig, out = signature length. */
+lurk_err lurk_client_sign(LURK_CLIENT *c, const lurk_sign_params *p,
+                          unsigned char *sig, size_t *siglen, lurk_detail *d);
+
+typedef struct {
+    const char *key_id;
+    lurk_dec_mode mode;
+    unsigned client_version;       /* tls-premaster */
+    unsigned alt_version;          /* tls-premaster, 0 if none */
+    lurk_md oaep_md;               /* oaep */
+    const unsigned char *label;    /* oaep, may be NULL */
+    size_t label_len;
+    const unsigned char *in;
+    size_t in_len;
+} lurk_decrypt_params;
+
+/* *outlen: in = capacity, out = plaintext length (always 48 for tls-premaster).
+ * The plaintext is a secret: callers cleanse it. */
+lurk_err lurk_client_decrypt(LURK_CLIENT *c, const lurk_decrypt_params *p,
+                             unsigned char *out, size_t *outlen, lurk_detail *d);
+
+/* ECDH with the peer's public key (DER SPKI); *outlen as above. */
+lurk_err lurk_client_agree(LURK_CLIENT *c, const char *key_id,
+                           const unsigned char *peer_spki, size_t peer_len,
+                           unsigned char *out, size_t *outlen, lurk_detail *d);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LURK_CLIENT_H */

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * lurk_srv.h - the key server's core, shared by its parts:
+ *
+ *   keystore.c  keys (secure heap), their policy and allowed clients
+ *   policy.c    what a key's policy lets through (pure)
+ *   handler.c   request body + peer -> response body + audit record (pure:
+ *               no I/O but the crypto itself)
+ *   audit.c     the append-only audit log, one JSON line per decision
+ *
+ * and the front (main.c, config.c, http.c, dev.c) that does the I/O.
+ */
+#ifndef LURK_SRV_H
+#define LURK_SRV_H
+
+#include <stddef.h>
+
+#include <openssl/evp.h>
+
+#include "lurk_err.h"
+#include "lurk_keyid.h"
+#include "lurk_proto.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- policy ------------------------------------------------------------ */
+
+/* A key's one use. */
+typedef enum {
+    LURK_POLICY_TLS_SERVER = 0, /* "tls-server": sign only TLS 1.3 server
+                                   CertificateVerify / TLS 1.2 ServerKeyExchange
+                                   inputs; RSA: also TLS premaster decrypt */
+    LURK_POLICY_SIGN,           /* "sign": generic signing (explicit opt-in) */
+    LURK_POLICY_DECRYPT,        /* "decrypt": RSA OAEP and TLS premaster */
+    LURK_POLICY_AGREE,          /* "agree": ECDH derive */
+    LURK_POLICY__COUNT
+} lurk_policy;
+
+const char *lurk_policy_name(lurk_policy p);
+/* LURK_OK and *out set, or LURK_ERR_CONFIG for an unknown name. */
+lurk_err lurk_policy_from_name(const char *name, lurk_policy *out);
+
+/* ---- keystore ---------------------------------------------------------- */
+
+typedef struct lurk_srv_key_st LURK_SRV_KEY;
+typedef struct lurk_srv_keystore_st LURK_SRV_KEYSTORE;
+
+#define LURK_SRV_MAX_CLIENTS_PER_KEY 32
+
+typedef struct {
+    const char *name;             /* operator's name for the key */
+    const char *file;             /* PEM / (encrypted) PKCS#8 file, or NULL */
+    const char *uri;              /* OSSL_STORE URI (e.g. pkcs11:...), or NULL */
+    const char *passphrase_file;  /* for encrypted files, or NULL */
+    lurk_policy policy;
+    const char *const *clients;   /* allowed peer identities; NULL/0 = any */
+    size_t n_clients;
+} lurk_srv_key_conf;
+
+/* Refcounted; a reload builds a new store and swaps it in, requests in
+ * flight keep the old one until they finish. */
+lurk_err lurk_srv_keystore_new(OSSL_LIB_CTX *libctx, const char *propq,
+                               LURK_SRV_KEYSTORE **out);
+int lurk_srv_keystore_up_ref(LURK_SRV_KEYSTORE *ks);
+void lurk_srv_keystore_free(LURK_SRV_KEYSTORE *ks);
+
+/* Loads one key.  Errors name the key and the cause in `why`. */
+lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *kc,
+                               char *why, size_t whylen);
+/* Loads every *.pem / *.key / *.p8 file of dir with the default policy for
+ * its type (tls-server); the key's name is the file name without suffix. */
+lurk_err lurk_srv_keystore_add_dir(LURK_SRV_KEYSTORE *ks, const char *dir,
+                                   const char *passphrase_file, char *why, size_t whylen);
+
+const LURK_SRV_KEY *lurk_srv_keystore_find(const LURK_SRV_KEYSTORE *ks, const lurk_keyid *id);
+size_t lurk_srv_keystore_count(const LURK_SRV_KEYSTORE *ks);
+const LURK_SRV_KEY *lurk_srv_keystore_get(const LURK_SRV_KEYSTORE *ks, size_t i);
+/* 16 bytes that change whenever the key set or a policy changes. */
+void lurk_srv_keystore_state(const LURK_SRV_KEYSTORE *ks, unsigned char out[16]);
+
+const char *lurk_srv_key_name(const LURK_SRV_KEY *k);
+const char *lurk_srv_key_id_text(const LURK_SRV_KEY *k);
+const lurk_keyid *lurk_srv_key_id(const LURK_SRV_KEY *k);
+lurk_key_type lurk_srv_key_type(const LURK_SRV_KEY *k);
+int lurk_srv_key_bits(const LURK_SRV_KEY *k);
+lurk_policy lurk_srv_key_policy(const LURK_SRV_KEY *k);
+EVP_PKEY *lurk_srv_key_pkey(const LURK_SRV_KEY *k);
+const unsigned char *lurk_srv_key_spki(const LURK_SRV_KEY *k, size_t *len);
+/* 1 when the peer identity may use the key. */
+int lurk_srv_key_allows_client(const LURK_SRV_KEY *k, const char *identity);
+
+/* ---- policy checks (pure) ---------------------------------------------- */
+
+/* LURK_OK, or LURK_ERR_POLICY_DENIED / LURK_ERR_NOT_ACCEPTABLE /
+ * LURK_ERR_INVALID_FORMAT with a sentence in why. */
+lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *req,
+                                    OSSL_LIB_CTX *libctx, char *why, size_t whylen);
+lurk_err lurk_srv_policy_check_decrypt(const LURK_SRV_KEY *k, const lurk_request *req,
+                                       char *why, size_t whylen);
+lurk_err lurk_srv_policy_check_agree(const LURK_SRV_KEY *k, const lurk_request *req,
+                                     char *why, size_t whylen);
+
+/* The two signing inputs a tls-server key accepts (exposed for tests).
+ * TLS 1.3 (RFC 8446 4.4.3): 64 x 0x20 || "TLS 1.3, server CertificateVerify"
+ *   || 0x00 || transcript hash (32 or 48 bytes).
+ * TLS 1.2 (RFC 4492/8422 5.4): client_random(32) || server_random(32) ||
+ *   ServerECDHParams { curve_type = named_curve(3), NamedCurve, point<1..255> }
+ *   with the point valid for the curve. */
+int lurk_srv_is_tls13_server_cv(const unsigned char *d, size_t n);
+int lurk_srv_is_tls12_ske(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx,
+                          char *why, size_t whylen);
+
+/* ---- handler (pure) ---------------------------------------------------- */
+
+typedef struct {
+    const char *identity;  /* client certificate subject CN, or "uid:N" on unix */
+    const char *address;   /* "127.0.0.1:51234" or "unix" */
+    int authenticated;     /* 1: verified client certificate or unix peer */
+} lurk_srv_peer;
+
+typedef struct {
+    char time[32];                              /* RFC 3339 UTC, ms */
+    char request_id[LURK_REQUEST_ID_MAX + 1];
+    char peer[128];
+    char address[64];
+    char key_id[LURK_KEY_ID_TEXT_MAX + 1];
+    char key_name[64];
+    char op[32];                                /* "Sign", "Decrypt", ... */
+    char alg[32];                               /* "rsa-pss/sha256", ... */
+    int status;
+    lurk_err result;
+    char detail[LURK_DESCRIPTION_MAX + 1];      /* never payload bytes */
+} lurk_srv_audit_rec;
+
+typedef struct {
+    LURK_SRV_KEYSTORE *keys;
+    OSSL_LIB_CTX *libctx;  /* the server's own context, default provider only */
+    const char *propq;
+} lurk_srv_handler_ctx;
+
+/* Handles one request body and always produces a response body (malloc'd
+ * JSON) and an audit record.  Returns the status (also the HTTP status). */
+int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
+                    const char *body, size_t len, char **resp, size_t *resp_len,
+                    lurk_srv_audit_rec *rec);
+
+/* A bare LurkResponse for errors found before the handler runs (overload,
+ * oversize body, wrong path/method).  Returns the status. */
+int lurk_srv_error_response(lurk_err err, const char *description, unsigned retry_after_ms,
+                            char **resp, size_t *resp_len);
+
+/* ---- audit ------------------------------------------------------------- */
+
+typedef struct lurk_srv_audit_st LURK_SRV_AUDIT;
+
+/* path NULL or "-": standard error.  The file is opened O_APPEND. */
+lurk_err lurk_srv_audit_open(const char *path, LURK_SRV_AUDIT **out, char *why, size_t whylen);
+/* Thread-safe; one write(2) of one JSON line. */
+void lurk_srv_audit_write(LURK_SRV_AUDIT *a, const lurk_srv_audit_rec *rec);
+/* Reopens the file (log rotation on SIGHUP). */
+lurk_err lurk_srv_audit_reopen(LURK_SRV_AUDIT *a);
+void lurk_srv_audit_close(LURK_SRV_AUDIT *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LURK_SRV_H */
