@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# The README's test command: installs what is missing, builds lurk and runs
+# every test suite (unit, integration, provider, web).  Extra arguments go to
+# `meson test` (e.g. --suite unit).  LURK_BUILD_DIR picks the build dir.
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${LURK_BUILD_DIR:-$top/build}
+
+bash "$top/tests/deps.sh" || exit 1
+
+if [ -f "$build/build.ninja" ]; then
+    meson setup --reconfigure "$build" "$top" >/dev/null || exit 1
+else
+    meson setup "$build" "$top" >/dev/null || exit 1
+fi
+ninja -C "$build" || exit 1
+
+meson test -C "$build" --print-errorlogs --num-processes "$(nproc)" "$@"
+rc=$?
+
+# One plain closing line, whatever meson's own summary looks like.
+python3 - "$build/meson-logs/testlog.json" <<'PY'
+import json, sys
+passed = failed = skipped = 0
+try:
+    with open(sys.argv[1]) as f:
+        for line in f:
+            r = json.loads(line).get("result")
+            if r in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            elif r == "SKIP":
+                skipped += 1
+            else:
+                failed += 1
+except OSError:
+    pass
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit $rc
