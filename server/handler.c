@@ -1,3 +1,536 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* PLACEHOLDER: being written */
-typedef int lurk_placeholder_handler;
+/*
+ * handler.c - one request body and peer in, one response body and audit
+ * record out.  Pure: no I/O but the private-key operation itself, so the
+ * unit tests drive the real code with a fake peer.
+ *
+ * Order of the decisions (the first that fails answers):
+ *   400/413 the body is not a valid request (the codec says why),
+ *   401     the peer is not authenticated,
+ *   404     the key is not on this server,
+ *   403     the peer is not in the key's clients list (least privilege),
+ *   403/406 the key's policy (policy.c),
+ * then the operation with the server's own library context.
+ *
+ * Every reply echoes the RequestId once it was read.  TLS premaster
+ * decryption always answers 200 with 48 bytes: the default provider
+ * substitutes a random premaster on bad padding or version (implicit
+ * rejection, RFC 5246 7.4.7.1) and nothing here branches on it.
+ * Secrets (premaster, shared secrets) live in a stack buffer cleansed
+ * before return; the audit record never sees payload bytes.
+ */
+#include "lurk_srv.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+/* Largest Value: an RSA-16384 signature or OAEP plaintext. */
+#define LURK_SRV_VALUE_MAX 2048
+#define LURK_SRV_PREMASTER_LEN 48
+
+static void lurk_h_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void lurk_h_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+}
+
+/* Copies src to dst as printable ASCII: descriptions go on the wire and
+ * into logs, and a codec reason may quote (truncated) client input. */
+static void lurk_h_copy_clean(char *dst, size_t dstlen, const char *src)
+{
+    size_t i = 0;
+
+    if (dstlen == 0) {
+        return;
+    }
+    for (; src != NULL && src[i] != '\0' && i < dstlen - 1; i++) {
+        unsigned char c = (unsigned char)src[i];
+
+        dst[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    dst[i] = '\0';
+}
+
+static const char *lurk_h_ossl_md(lurk_md md)
+{
+    switch (md) {
+    case LURK_MD_SHA256:
+        return "SHA2-256";
+    case LURK_MD_SHA384:
+        return "SHA2-384";
+    case LURK_MD_SHA512:
+        return "SHA2-512";
+    default:
+        return NULL;
+    }
+}
+
+static void lurk_h_audit_time(lurk_srv_audit_rec *rec)
+{
+    struct timespec ts;
+    struct tm tm;
+    size_t n;
+
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || gmtime_r(&ts.tv_sec, &tm) == NULL) {
+        return;
+    }
+    n = strftime(rec->time, sizeof(rec->time), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (n > 0 && n + 6 <= sizeof(rec->time)) {
+        snprintf(rec->time + n, sizeof(rec->time) - n, ".%03dZ", (int)(ts.tv_nsec / 1000000L));
+    }
+}
+
+static void lurk_h_audit_alg(lurk_srv_audit_rec *rec, const lurk_request *req)
+{
+    const char *a;
+
+    switch (req->type) {
+    case LURK_TX_SIGN:
+        a = lurk_sig_alg_name(req->sig_alg);
+        if (a == NULL) {
+            break;
+        }
+        if (req->md != LURK_MD_NONE) {
+            snprintf(rec->alg, sizeof(rec->alg), "%s/%s", a, lurk_md_name(req->md));
+        } else {
+            snprintf(rec->alg, sizeof(rec->alg), "%s", a);
+        }
+        break;
+    case LURK_TX_DECRYPT:
+        a = lurk_dec_mode_name(req->dec_mode);
+        if (a == NULL) {
+            break;
+        }
+        if (req->dec_mode == LURK_DEC_OAEP && req->oaep_md != LURK_MD_NONE) {
+            snprintf(rec->alg, sizeof(rec->alg), "%s/%s", a, lurk_md_name(req->oaep_md));
+        } else {
+            snprintf(rec->alg, sizeof(rec->alg), "%s", a);
+        }
+        break;
+    case LURK_TX_AGREE:
+        snprintf(rec->alg, sizeof(rec->alg), "ecdh");
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- operations -------------------------------------------------------- */
+
+static lurk_err lurk_h_sign(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY *k,
+                            const lurk_request *req, unsigned char *out, size_t *outlen,
+                            char *why, size_t whylen)
+{
+    EVP_PKEY *pkey = lurk_srv_key_pkey(k);
+    EVP_MD_CTX *mctx = NULL;
+    EVP_PKEY_CTX *pctx = NULL;
+    const char *md = lurk_h_ossl_md(req->md);
+    OSSL_PARAM params[5];
+    size_t np = 0;
+    int saltlen = req->salt_len;
+    size_t siglen = *outlen;
+    lurk_err err = LURK_ERR_INTERNAL;
+
+    if ((size_t)EVP_PKEY_get_size(pkey) > siglen) {
+        lurk_h_why(why, whylen, "signature would exceed %zu bytes", siglen);
+        goto end;
+    }
+    if (req->sig_alg == LURK_SIG_RSA_PKCS1) {
+        params[np++] = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE,
+                                                        (char *)OSSL_PKEY_RSA_PAD_MODE_PKCSV15, 0);
+    } else if (req->sig_alg == LURK_SIG_RSA_PSS) {
+        params[np++] = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE,
+                                                        (char *)OSSL_PKEY_RSA_PAD_MODE_PSS, 0);
+        params[np++] = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST,
+                                                        (char *)md, 0);
+        params[np++] = OSSL_PARAM_construct_int(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, &saltlen);
+    }
+
+    if (req->data.data != NULL) {
+        params[np] = OSSL_PARAM_construct_end();
+        mctx = EVP_MD_CTX_new();
+        if (mctx == NULL
+            || EVP_DigestSignInit_ex(mctx, NULL, req->sig_alg == LURK_SIG_ED25519 ? NULL : md,
+                                     ctx->libctx, ctx->propq, pkey, params) != 1
+            || EVP_DigestSign(mctx, out, &siglen, req->data.data, req->data.len) != 1) {
+            lurk_h_why(why, whylen, "signing failed");
+            goto end;
+        }
+    } else {
+        params[np++] = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST,
+                                                        (char *)md, 0);
+        params[np] = OSSL_PARAM_construct_end();
+        pctx = EVP_PKEY_CTX_new_from_pkey(ctx->libctx, pkey, ctx->propq);
+        if (pctx == NULL || EVP_PKEY_sign_init_ex(pctx, params) != 1
+            || EVP_PKEY_sign(pctx, out, &siglen, req->digest.data, req->digest.len) != 1) {
+            lurk_h_why(why, whylen, "signing failed");
+            goto end;
+        }
+    }
+    *outlen = siglen;
+    err = LURK_OK;
+end:
+    ERR_clear_error();
+    EVP_PKEY_CTX_free(pctx);
+    EVP_MD_CTX_free(mctx);
+    return err;
+}
+
+/* Always 48 bytes.  The provider's TLS padding check picks the decrypted
+ * premaster or a random one in constant time; a failure of the call itself
+ * (ciphertext not below the modulus: public) gets random bytes as well. */
+static lurk_err lurk_h_decrypt_premaster(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY *k,
+                                         const lurk_request *req, unsigned char *out,
+                                         size_t *outlen)
+{
+    EVP_PKEY_CTX *pctx = NULL;
+    OSSL_PARAM params[4];
+    size_t np = 0;
+    int pad = RSA_PKCS1_WITH_TLS_PADDING;
+    unsigned int client_version = req->client_version;
+    unsigned int alt_version = req->alt_version;
+    size_t len = LURK_SRV_PREMASTER_LEN;
+    lurk_err err = LURK_OK;
+
+    params[np++] = OSSL_PARAM_construct_int(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, &pad);
+    params[np++] = OSSL_PARAM_construct_uint(OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION,
+                                             &client_version);
+    if (alt_version != 0) {
+        params[np++] = OSSL_PARAM_construct_uint(OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION,
+                                                 &alt_version);
+    }
+    params[np] = OSSL_PARAM_construct_end();
+
+    pctx = EVP_PKEY_CTX_new_from_pkey(ctx->libctx, lurk_srv_key_pkey(k), ctx->propq);
+    if (pctx == NULL || EVP_PKEY_decrypt_init_ex(pctx, params) != 1
+        || EVP_PKEY_decrypt(pctx, out, &len, req->ciphertext.data, req->ciphertext.len) != 1
+        || len != LURK_SRV_PREMASTER_LEN) {
+        if (RAND_priv_bytes_ex(ctx->libctx, out, LURK_SRV_PREMASTER_LEN, 0) != 1) {
+            err = LURK_ERR_INTERNAL;
+        }
+    }
+    *outlen = LURK_SRV_PREMASTER_LEN;
+    ERR_clear_error();
+    EVP_PKEY_CTX_free(pctx);
+    return err;
+}
+
+static lurk_err lurk_h_decrypt_oaep(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY *k,
+                                    const lurk_request *req, unsigned char *out,
+                                    size_t *outlen, char *why, size_t whylen)
+{
+    EVP_PKEY *pkey = lurk_srv_key_pkey(k);
+    EVP_PKEY_CTX *pctx = NULL;
+    OSSL_PARAM params[5];
+    size_t np = 0;
+    int pad = RSA_PKCS1_OAEP_PADDING;
+    const char *md = lurk_h_ossl_md(req->oaep_md);
+    size_t len = *outlen;
+    lurk_err err = LURK_ERR_INTERNAL;
+
+    if ((size_t)EVP_PKEY_get_size(pkey) > len) {
+        lurk_h_why(why, whylen, "plaintext could exceed %zu bytes", len);
+        goto end;
+    }
+    params[np++] = OSSL_PARAM_construct_int(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, &pad);
+    params[np++] = OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST,
+                                                    (char *)md, 0);
+    params[np++] = OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST,
+                                                    (char *)md, 0);
+    if (req->label.data != NULL && req->label.len > 0) {
+        params[np++] = OSSL_PARAM_construct_octet_string(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL,
+                                                         req->label.data, req->label.len);
+    }
+    params[np] = OSSL_PARAM_construct_end();
+
+    pctx = EVP_PKEY_CTX_new_from_pkey(ctx->libctx, pkey, ctx->propq);
+    if (pctx == NULL || EVP_PKEY_decrypt_init_ex(pctx, params) != 1) {
+        lurk_h_why(why, whylen, "OAEP setup failed");
+        goto end;
+    }
+    if (EVP_PKEY_decrypt(pctx, out, &len, req->ciphertext.data, req->ciphertext.len) != 1) {
+        lurk_h_why(why, whylen, "decryption failed");
+        err = LURK_ERR_INVALID_FORMAT;
+        goto end;
+    }
+    *outlen = len;
+    err = LURK_OK;
+end:
+    ERR_clear_error();
+    EVP_PKEY_CTX_free(pctx);
+    return err;
+}
+
+static lurk_err lurk_h_agree(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY *k,
+                             const lurk_request *req, unsigned char *out, size_t *outlen,
+                             char *why, size_t whylen)
+{
+    const unsigned char *p = req->peer_key.data;
+    EVP_PKEY *peer = NULL;
+    EVP_PKEY_CTX *pctx = NULL;
+    size_t len = *outlen;
+    lurk_err err = LURK_ERR_NOT_ACCEPTABLE;
+
+    peer = d2i_PUBKEY_ex(NULL, &p, (long)req->peer_key.len, ctx->libctx, ctx->propq);
+    if (peer == NULL || p != req->peer_key.data + req->peer_key.len) {
+        lurk_h_why(why, whylen, "PeerKey is not a valid public key");
+        goto end;
+    }
+    pctx = EVP_PKEY_CTX_new_from_pkey(ctx->libctx, lurk_srv_key_pkey(k), ctx->propq);
+    if (pctx == NULL || EVP_PKEY_derive_init(pctx) != 1) {
+        lurk_h_why(why, whylen, "key agreement setup failed");
+        err = LURK_ERR_INTERNAL;
+        goto end;
+    }
+    if (EVP_PKEY_derive_set_peer_ex(pctx, peer, 1) != 1) {
+        lurk_h_why(why, whylen, "PeerKey does not fit the key (curve or point)");
+        goto end;
+    }
+    if (EVP_PKEY_derive(pctx, out, &len) != 1) {
+        lurk_h_why(why, whylen, "key agreement failed");
+        err = LURK_ERR_INTERNAL;
+        goto end;
+    }
+    *outlen = len;
+    err = LURK_OK;
+end:
+    ERR_clear_error();
+    EVP_PKEY_CTX_free(pctx);
+    EVP_PKEY_free(peer);
+    return err;
+}
+
+static void lurk_h_hello(const lurk_srv_handler_ctx *ctx, lurk_response *out)
+{
+    lurk_hello_info *h = &out->hello;
+    size_t n = lurk_srv_keystore_count(ctx->keys);
+
+    h->major = LURK_PROTO_VERSION_MAJOR;
+    h->minor = LURK_PROTO_VERSION_MINOR;
+    h->transactions = (1u << LURK_TX_HELLO) | (1u << LURK_TX_PING) | (1u << LURK_TX_PUBLIC_KEY)
+                      | (1u << LURK_TX_SIGN) | (1u << LURK_TX_DECRYPT) | (1u << LURK_TX_AGREE);
+    h->sig_algs = (1u << LURK_SIG_RSA_PKCS1) | (1u << LURK_SIG_RSA_PSS) | (1u << LURK_SIG_ECDSA)
+                  | (1u << LURK_SIG_ED25519);
+    h->dec_modes = (1u << LURK_DEC_TLS_PREMASTER) | (1u << LURK_DEC_OAEP);
+    h->digests = (1u << LURK_MD_SHA256) | (1u << LURK_MD_SHA384) | (1u << LURK_MD_SHA512);
+    h->key_types = 0;
+    for (size_t i = 0; i < n; i++) {
+        h->key_types |= 1u << lurk_srv_key_type(lurk_srv_keystore_get(ctx->keys, i));
+    }
+}
+
+/* What a successful Sign signed, for the audit log (no payload bytes). */
+static void lurk_h_sign_detail(const LURK_SRV_KEY *k, const lurk_request *req, char *detail,
+                               size_t len)
+{
+    if (req->digest.data != NULL) {
+        snprintf(detail, len, "digest");
+    } else if (lurk_srv_key_policy(k) != LURK_POLICY_TLS_SERVER) {
+        snprintf(detail, len, "message of %zu bytes", req->data.len);
+    } else if (lurk_srv_is_tls13_server_cv(req->data.data, req->data.len)) {
+        snprintf(detail, len, "TLS 1.3 server CertificateVerify");
+    } else {
+        snprintf(detail, len, "TLS 1.2 ServerKeyExchange");
+    }
+}
+
+/* ---- entry points ------------------------------------------------------ */
+
+/* Encodes out; on failure a bare 500 LurkResponse.  Returns the status. */
+static int lurk_h_encode(lurk_response *out, char **resp, size_t *resp_len)
+{
+    static const char fallback[] =
+        "{\"LurkResponse\":{\"Status\":500,\"StatusDescription\":"
+        "\"the key server failed to encode its response\"}}";
+    size_t len = 0;
+
+    *resp = NULL;
+    if (lurk_proto_encode_response(out, resp, &len) == LURK_OK) {
+        *resp_len = len;
+        return out->status;
+    }
+    *resp = strdup(fallback);
+    *resp_len = *resp != NULL ? sizeof(fallback) - 1 : 0;
+    return 500;
+}
+
+int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
+                    const char *body, size_t len, char **resp, size_t *resp_len,
+                    lurk_srv_audit_rec *rec)
+{
+    lurk_request req;
+    lurk_response out;
+    lurk_keyid id;
+    const LURK_SRV_KEY *k = NULL;
+    unsigned char value[LURK_SRV_VALUE_MAX];
+    size_t value_len = 0;
+    unsigned char state[16];
+    char why[LURK_DESCRIPTION_MAX + 1] = "";
+    lurk_err err;
+    int status;
+
+    memset(rec, 0, sizeof(*rec));
+    lurk_h_audit_time(rec);
+    if (peer != NULL) {
+        lurk_h_copy_clean(rec->peer, sizeof(rec->peer), peer->identity);
+        lurk_h_copy_clean(rec->address, sizeof(rec->address), peer->address);
+    }
+    lurk_response_init(&out);
+
+    err = lurk_proto_decode_request(body, len, &req, why, sizeof(why));
+    out.type = req.type;
+    memcpy(out.request_id, req.request_id, sizeof(out.request_id));
+    memcpy(rec->request_id, req.request_id, sizeof(rec->request_id));
+    if (lurk_tx_name(req.type) != NULL) {
+        snprintf(rec->op, sizeof(rec->op), "%s", lurk_tx_name(req.type));
+    }
+    if (err != LURK_OK) {
+        goto reply;
+    }
+    lurk_h_audit_alg(rec, &req);
+
+    if (peer == NULL || !peer->authenticated) {
+        err = LURK_ERR_UNAUTHORIZED;
+        lurk_h_why(why, sizeof(why), "the client is not authenticated");
+        goto reply;
+    }
+
+    switch (req.type) {
+    case LURK_TX_HELLO:
+        lurk_h_hello(ctx, &out);
+        /* fall through */
+    case LURK_TX_PING:
+        lurk_srv_keystore_state(ctx->keys, state);
+        out.state.data = state;
+        out.state.len = sizeof(state);
+        goto reply;
+    case LURK_TX_CREATE:
+    case LURK_TX_DISPOSE:
+        err = LURK_ERR_NOT_ACCEPTABLE;
+        lurk_h_why(why, sizeof(why), "%s is reserved and not implemented by this server",
+                   lurk_tx_name(req.type));
+        goto reply;
+    default:
+        break;
+    }
+
+    /* PublicKey, Sign, Decrypt, Agree: the key and who may use it. */
+    lurk_h_copy_clean(rec->key_id, sizeof(rec->key_id), req.key_id);
+    if (lurk_keyid_parse(req.key_id, &id) != LURK_OK) {
+        err = LURK_ERR_INVALID_FORMAT;
+        lurk_h_why(why, sizeof(why), "KeyId: not a key id");
+        goto reply;
+    }
+    k = lurk_srv_keystore_find(ctx->keys, &id);
+    if (k == NULL) {
+        err = LURK_ERR_KEY_NOT_FOUND;
+        lurk_h_why(why, sizeof(why), "key %s is not on this key server", req.key_id);
+        goto reply;
+    }
+    snprintf(rec->key_id, sizeof(rec->key_id), "%s", lurk_srv_key_id_text(k));
+    lurk_h_copy_clean(rec->key_name, sizeof(rec->key_name), lurk_srv_key_name(k));
+    if (!lurk_srv_key_allows_client(k, peer->identity)) {
+        err = LURK_ERR_POLICY_DENIED;
+        lurk_h_why(why, sizeof(why), "client %s is not allowed to use this key", rec->peer);
+        goto reply;
+    }
+
+    value_len = sizeof(value);
+    switch (req.type) {
+    case LURK_TX_PUBLIC_KEY:
+        out.key_type = lurk_srv_key_type(k);
+        snprintf(out.policy, sizeof(out.policy), "%s", lurk_policy_name(lurk_srv_key_policy(k)));
+        out.spki.data = (unsigned char *)lurk_srv_key_spki(k, &out.spki.len);
+        break;
+    case LURK_TX_SIGN:
+        err = lurk_srv_policy_check_sign(k, &req, ctx->libctx, why, sizeof(why));
+        if (err == LURK_OK) {
+            err = lurk_h_sign(ctx, k, &req, value, &value_len, why, sizeof(why));
+        }
+        if (err == LURK_OK) {
+            lurk_h_sign_detail(k, &req, rec->detail, sizeof(rec->detail));
+        }
+        break;
+    case LURK_TX_DECRYPT:
+        err = lurk_srv_policy_check_decrypt(k, &req, why, sizeof(why));
+        if (err == LURK_OK && req.dec_mode == LURK_DEC_TLS_PREMASTER) {
+            err = lurk_h_decrypt_premaster(ctx, k, &req, value, &value_len);
+        } else if (err == LURK_OK) {
+            err = lurk_h_decrypt_oaep(ctx, k, &req, value, &value_len, why, sizeof(why));
+        }
+        break;
+    case LURK_TX_AGREE:
+        err = lurk_srv_policy_check_agree(k, &req, why, sizeof(why));
+        if (err == LURK_OK) {
+            err = lurk_h_agree(ctx, k, &req, value, &value_len, why, sizeof(why));
+        }
+        break;
+    default:
+        err = LURK_ERR_INTERNAL;
+        lurk_h_why(why, sizeof(why), "unexpected transaction");
+        break;
+    }
+    if (err == LURK_OK && req.type != LURK_TX_PUBLIC_KEY) {
+        out.value.data = value;
+        out.value.len = value_len;
+    }
+
+reply:
+    out.status = lurk_err_status(err);
+    if (err != LURK_OK) {
+        if (why[0] == '\0') {
+            snprintf(why, sizeof(why), "%s", lurk_err_str(err));
+        }
+        lurk_h_copy_clean(out.description, sizeof(out.description), why);
+        memcpy(rec->detail, out.description, sizeof(rec->detail));
+        out.value.data = NULL;
+        out.value.len = 0;
+        out.spki.data = NULL;
+        out.spki.len = 0;
+        out.state.data = NULL;
+        out.state.len = 0;
+    }
+    status = lurk_h_encode(&out, resp, resp_len);
+    rec->status = status;
+    rec->result = status == out.status ? err : LURK_ERR_INTERNAL;
+    if (status != out.status) {
+        snprintf(rec->detail, sizeof(rec->detail), "the response could not be encoded");
+    }
+    OPENSSL_cleanse(value, sizeof(value));
+    lurk_request_clear(&req);
+    /* out points into value, state and the key: nothing of its own to free. */
+    return status;
+}
+
+int lurk_srv_error_response(lurk_err err, const char *description, unsigned retry_after_ms,
+                            char **resp, size_t *resp_len)
+{
+    lurk_response out;
+
+    lurk_response_init(&out);
+    out.type = LURK_TX__COUNT;
+    out.status = lurk_err_status(err);
+    if (err == LURK_OK) {
+        out.status = 500; /* an error reply without an error */
+    }
+    lurk_h_copy_clean(out.description, sizeof(out.description),
+                      description != NULL ? description : lurk_err_str(err));
+    out.retry_after_ms = retry_after_ms;
+    return lurk_h_encode(&out, resp, resp_len);
+}

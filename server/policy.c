@@ -1,3 +1,469 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* PLACEHOLDER: being written */
-typedef int lurk_placeholder_policy;
+/*
+ * policy.c - what a key's policy lets through.  Pure: no I/O, no key use.
+ *
+ * The key server is not a signing or decryption oracle (seed 002): a
+ * tls-server key signs only the two inputs TLS itself makes a server sign,
+ * and decrypts only in the TLS premaster mode with implicit rejection.
+ * Anything beyond that is an explicit per-key opt-in (sign, decrypt, agree).
+ *
+ * Order of the checks, so a client reads the most useful refusal first:
+ *   403 the policy forbids the transaction at all,
+ *   406 the algorithm or parameter does not fit the key,
+ *   400 the request contradicts itself (digest length, missing member),
+ *   403 the content is not what the policy allows.
+ */
+#include "lurk_srv.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/asn1.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+
+static void lurk_pol_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void lurk_pol_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (why == NULL || whylen == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- TLS 1.3 CertificateVerify (RFC 8446 4.4.3) ------------------------ */
+
+#define LURK_TLS13_PAD 64
+static const char lurk_tls13_server_ctx[] = "TLS 1.3, server CertificateVerify";
+#define LURK_TLS13_CTX_LEN (sizeof(lurk_tls13_server_ctx) - 1)
+#define LURK_TLS13_PREFIX_LEN (LURK_TLS13_PAD + LURK_TLS13_CTX_LEN + 1)
+
+int lurk_srv_is_tls13_server_cv(const unsigned char *d, size_t n)
+{
+    size_t hash_len;
+
+    if (d == NULL || n <= LURK_TLS13_PREFIX_LEN) {
+        return 0;
+    }
+    /* The transcript hash of a SHA-256 or SHA-384 cipher suite. */
+    hash_len = n - LURK_TLS13_PREFIX_LEN;
+    if (hash_len != 32 && hash_len != 48) {
+        return 0;
+    }
+    for (size_t i = 0; i < LURK_TLS13_PAD; i++) {
+        if (d[i] != 0x20) {
+            return 0;
+        }
+    }
+    if (memcmp(d + LURK_TLS13_PAD, lurk_tls13_server_ctx, LURK_TLS13_CTX_LEN) != 0) {
+        return 0;
+    }
+    return d[LURK_TLS13_PAD + LURK_TLS13_CTX_LEN] == 0x00;
+}
+
+/* ---- TLS 1.2 ServerKeyExchange, ECDHE (RFC 8422 5.4) ------------------- */
+
+#define LURK_TLS12_RANDOMS 64
+#define LURK_TLS12_NAMED_CURVE 3
+
+typedef struct {
+    unsigned id;       /* NamedCurve (RFC 8422 5.1.1) */
+    const char *name;
+    int nid;           /* NID_undef: an RFC 7748 curve, any string is a key */
+    size_t point_len;
+} lurk_tls_curve;
+
+static const lurk_tls_curve lurk_tls_curves[] = {
+    { 0x0017, "secp256r1", NID_X9_62_prime256v1, 1 + 2 * 32 },
+    { 0x0018, "secp384r1", NID_secp384r1, 1 + 2 * 48 },
+    { 0x0019, "secp521r1", NID_secp521r1, 1 + 2 * 66 },
+    { 0x001d, "x25519", NID_undef, 32 },
+    { 0x001e, "x448", NID_undef, 56 },
+};
+
+/* EC groups are costly to build (several microseconds each) and read-only
+ * once built, so they are made once per library context and curve and
+ * shared by every thread.  A library context must outlive the process's
+ * use of this cache (the server's lives as long as the server). */
+#define LURK_GROUP_CACHE 12
+
+static struct {
+    OSSL_LIB_CTX *libctx;
+    int nid;
+    EC_GROUP *group;
+} lurk_group_cache[LURK_GROUP_CACHE];
+static pthread_mutex_t lurk_group_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A shared group (*tmp NULL) or a private one the caller frees (*tmp). */
+static const EC_GROUP *lurk_pol_group(OSSL_LIB_CTX *libctx, int nid, EC_GROUP **tmp)
+{
+    const EC_GROUP *g = NULL;
+    EC_GROUP *fresh = NULL;
+
+    *tmp = NULL;
+    pthread_mutex_lock(&lurk_group_lock);
+    for (size_t i = 0; i < LURK_GROUP_CACHE && lurk_group_cache[i].group != NULL; i++) {
+        if (lurk_group_cache[i].libctx == libctx && lurk_group_cache[i].nid == nid) {
+            g = lurk_group_cache[i].group;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lurk_group_lock);
+    if (g != NULL) {
+        return g;
+    }
+
+    fresh = EC_GROUP_new_by_curve_name_ex(libctx, NULL, nid);
+    if (fresh == NULL) {
+        return NULL;
+    }
+    pthread_mutex_lock(&lurk_group_lock);
+    for (size_t i = 0; i < LURK_GROUP_CACHE; i++) {
+        if (lurk_group_cache[i].group == NULL) {
+            lurk_group_cache[i].libctx = libctx;
+            lurk_group_cache[i].nid = nid;
+            lurk_group_cache[i].group = fresh;
+            g = fresh;
+            fresh = NULL;
+            break;
+        }
+        if (lurk_group_cache[i].libctx == libctx && lurk_group_cache[i].nid == nid) {
+            g = lurk_group_cache[i].group; /* another thread was quicker */
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lurk_group_lock);
+    if (g == NULL) {
+        g = fresh; /* cache full: use it once */
+        *tmp = fresh;
+    } else {
+        EC_GROUP_free(fresh);
+    }
+    return g;
+}
+
+static int lurk_pol_point_on_curve(const unsigned char *pt, size_t len, int nid,
+                                   OSSL_LIB_CTX *libctx)
+{
+    EC_GROUP *tmp = NULL;
+    const EC_GROUP *g = lurk_pol_group(libctx, nid, &tmp);
+    EC_POINT *p = NULL;
+    int ok = 0;
+
+    if (g == NULL) {
+        goto end;
+    }
+    p = EC_POINT_new(g);
+    if (p == NULL) {
+        goto end;
+    }
+    ok = EC_POINT_oct2point(g, p, pt, len, NULL) == 1;
+end:
+    ERR_clear_error();
+    EC_POINT_free(p);
+    EC_GROUP_free(tmp);
+    return ok;
+}
+
+int lurk_srv_is_tls12_ske(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx,
+                          char *why, size_t whylen)
+{
+    const unsigned char *params;
+    const lurk_tls_curve *curve = NULL;
+    unsigned curve_id;
+    size_t point_len;
+
+    if (d == NULL || n < LURK_TLS12_RANDOMS + 4) {
+        lurk_pol_why(why, whylen, "too short for two randoms and ECParameters");
+        return 0;
+    }
+    params = d + LURK_TLS12_RANDOMS;
+    if (params[0] != LURK_TLS12_NAMED_CURVE) {
+        lurk_pol_why(why, whylen, "ECCurveType %u is not named_curve(3)", params[0]);
+        return 0;
+    }
+    curve_id = ((unsigned)params[1] << 8) | params[2];
+    for (size_t i = 0; i < sizeof(lurk_tls_curves) / sizeof(lurk_tls_curves[0]); i++) {
+        if (lurk_tls_curves[i].id == curve_id) {
+            curve = &lurk_tls_curves[i];
+            break;
+        }
+    }
+    if (curve == NULL) {
+        lurk_pol_why(why, whylen, "NamedCurve 0x%04x is not supported", curve_id);
+        return 0;
+    }
+    point_len = params[3];
+    if (n != LURK_TLS12_RANDOMS + 4 + point_len) {
+        lurk_pol_why(why, whylen, "%s point of %zu bytes but %zu bytes follow it",
+                     curve->name, point_len, n - LURK_TLS12_RANDOMS - 4);
+        return 0;
+    }
+    if (point_len != curve->point_len) {
+        lurk_pol_why(why, whylen, "%s point of %zu bytes, expected %zu", curve->name,
+                     point_len, curve->point_len);
+        return 0;
+    }
+    if (curve->nid != NID_undef) {
+        /* TLS 1.2 (RFC 8422 5.1.2) uses only the uncompressed form. */
+        if (params[4] != 0x04) {
+            lurk_pol_why(why, whylen, "%s point is not in uncompressed form", curve->name);
+            return 0;
+        }
+        if (!lurk_pol_point_on_curve(params + 4, point_len, curve->nid, libctx)) {
+            lurk_pol_why(why, whylen, "%s point is not on the curve", curve->name);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ---- Sign -------------------------------------------------------------- */
+
+static int lurk_pol_alg_fits(lurk_key_type t, lurk_sig_alg a)
+{
+    switch (t) {
+    case LURK_KEY_RSA:
+        return a == LURK_SIG_RSA_PKCS1 || a == LURK_SIG_RSA_PSS;
+    case LURK_KEY_EC:
+        return a == LURK_SIG_ECDSA;
+    case LURK_KEY_ED25519:
+        return a == LURK_SIG_ED25519;
+    default:
+        return 0;
+    }
+}
+
+lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *req,
+                                    OSSL_LIB_CTX *libctx, char *why, size_t whylen)
+{
+    lurk_policy pol = lurk_srv_key_policy(k);
+    lurk_key_type type = lurk_srv_key_type(k);
+    const char *alg = lurk_sig_alg_name(req->sig_alg);
+    int has_data = req->data.data != NULL;
+    int has_digest = req->digest.data != NULL;
+    size_t hlen = lurk_md_size(req->md);
+    char ske_why[128] = "";
+
+    if (pol != LURK_POLICY_TLS_SERVER && pol != LURK_POLICY_SIGN) {
+        lurk_pol_why(why, whylen, "policy %s does not allow Sign", lurk_policy_name(pol));
+        return LURK_ERR_POLICY_DENIED;
+    }
+    if (alg == NULL) {
+        lurk_pol_why(why, whylen, "Algorithm is missing or unknown");
+        return LURK_ERR_NOT_ACCEPTABLE;
+    }
+    if (!lurk_pol_alg_fits(type, req->sig_alg)) {
+        lurk_pol_why(why, whylen, "algorithm %s does not fit a %s key", alg,
+                     lurk_key_type_name(type));
+        return LURK_ERR_NOT_ACCEPTABLE;
+    }
+    if (req->sig_alg == LURK_SIG_ED25519) {
+        if (req->md != LURK_MD_NONE) {
+            lurk_pol_why(why, whylen, "ed25519 takes no DigestAlg");
+            return LURK_ERR_NOT_ACCEPTABLE;
+        }
+        if (has_digest) {
+            lurk_pol_why(why, whylen, "ed25519 signs the message itself; send Data, not a Digest");
+            return LURK_ERR_NOT_ACCEPTABLE;
+        }
+    } else if (hlen == 0) {
+        lurk_pol_why(why, whylen, "DigestAlg must be sha256, sha384 or sha512 for %s", alg);
+        return LURK_ERR_NOT_ACCEPTABLE;
+    }
+    if (has_data == has_digest) {
+        lurk_pol_why(why, whylen, "send exactly one of Data or Digest");
+        return LURK_ERR_INVALID_FORMAT;
+    }
+    if (has_digest && req->digest.len != hlen) {
+        lurk_pol_why(why, whylen, "Digest has %zu bytes, %s needs %zu", req->digest.len,
+                     lurk_md_name(req->md), hlen);
+        return LURK_ERR_INVALID_FORMAT;
+    }
+    if (req->sig_alg == LURK_SIG_RSA_PSS) {
+        /* RFC 8017 9.1.1: emLen >= hLen + sLen + 2, emLen = ceil((modBits - 1) / 8). */
+        long em_len = (lurk_srv_key_bits(k) - 1 + 7) / 8;
+        long max_salt = em_len - (long)hlen - 2;
+
+        if (req->salt_len < 0) {
+            lurk_pol_why(why, whylen, "rsa-pss needs SaltLength");
+            return LURK_ERR_INVALID_FORMAT;
+        }
+        if (req->salt_len > max_salt) {
+            lurk_pol_why(why, whylen, "SaltLength %d is too large for this key and %s (at most %ld)",
+                         req->salt_len, lurk_md_name(req->md), max_salt);
+            return LURK_ERR_NOT_ACCEPTABLE;
+        }
+    } else if (req->salt_len >= 0) {
+        lurk_pol_why(why, whylen, "SaltLength is only for rsa-pss");
+        return LURK_ERR_INVALID_FORMAT;
+    }
+
+    if (pol == LURK_POLICY_SIGN) {
+        return LURK_OK;
+    }
+
+    /* tls-server */
+    if (has_digest) {
+        lurk_pol_why(why, whylen,
+                     "policy tls-server signs only TLS handshake messages; send Data, not a digest");
+        return LURK_ERR_POLICY_DENIED;
+    }
+    if (req->sig_alg == LURK_SIG_RSA_PSS && (size_t)req->salt_len != hlen) {
+        lurk_pol_why(why, whylen,
+                     "policy tls-server needs rsa-pss SaltLength = digest size (%zu), not %d",
+                     hlen, req->salt_len);
+        return LURK_ERR_POLICY_DENIED;
+    }
+    if (lurk_srv_is_tls13_server_cv(req->data.data, req->data.len)) {
+        /* RFC 8446 4.2.3: RSA signatures in TLS 1.3 are RSASSA-PSS only. */
+        if (req->sig_alg == LURK_SIG_RSA_PKCS1) {
+            lurk_pol_why(why, whylen,
+                         "policy tls-server: TLS 1.3 CertificateVerify is never signed with rsa-pkcs1");
+            return LURK_ERR_POLICY_DENIED;
+        }
+        return LURK_OK;
+    }
+    if (lurk_srv_is_tls12_ske(req->data.data, req->data.len, libctx, ske_why,
+                              sizeof(ske_why))) {
+        return LURK_OK;
+    }
+    lurk_pol_why(why, whylen,
+                 "policy tls-server: Data is not a TLS 1.3 server CertificateVerify or TLS 1.2 "
+                 "ServerKeyExchange input (as ServerKeyExchange: %s)", ske_why);
+    return LURK_ERR_POLICY_DENIED;
+}
+
+/* ---- Decrypt ----------------------------------------------------------- */
+
+lurk_err lurk_srv_policy_check_decrypt(const LURK_SRV_KEY *k, const lurk_request *req,
+                                       char *why, size_t whylen)
+{
+    lurk_policy pol = lurk_srv_key_policy(k);
+    lurk_key_type type = lurk_srv_key_type(k);
+    size_t mod_len;
+
+    if (type != LURK_KEY_RSA || (pol != LURK_POLICY_TLS_SERVER && pol != LURK_POLICY_DECRYPT)) {
+        lurk_pol_why(why, whylen, "policy %s of this %s key does not allow Decrypt",
+                     lurk_policy_name(pol), lurk_key_type_name(type));
+        return LURK_ERR_POLICY_DENIED;
+    }
+    if (req->dec_mode != LURK_DEC_TLS_PREMASTER && req->dec_mode != LURK_DEC_OAEP) {
+        lurk_pol_why(why, whylen, "Mode is missing or unknown");
+        return LURK_ERR_NOT_ACCEPTABLE;
+    }
+    if (pol == LURK_POLICY_TLS_SERVER && req->dec_mode != LURK_DEC_TLS_PREMASTER) {
+        lurk_pol_why(why, whylen, "policy tls-server decrypts only in mode tls-premaster");
+        return LURK_ERR_POLICY_DENIED;
+    }
+    mod_len = ((size_t)lurk_srv_key_bits(k) + 7) / 8;
+    if (req->ciphertext.data == NULL || req->ciphertext.len != mod_len) {
+        lurk_pol_why(why, whylen, "Data has %zu bytes, the key's modulus %zu",
+                     req->ciphertext.len, mod_len);
+        return LURK_ERR_INVALID_FORMAT;
+    }
+    if (req->dec_mode == LURK_DEC_TLS_PREMASTER) {
+        if (req->client_version == 0 || req->client_version > 0xffff
+            || req->alt_version > 0xffff) {
+            lurk_pol_why(why, whylen, "ClientVersion must be a TLS version such as 771 (0x0303)");
+            return LURK_ERR_INVALID_FORMAT;
+        }
+    } else if (lurk_md_size(req->oaep_md) == 0) {
+        lurk_pol_why(why, whylen, "oaep needs OaepDigest sha256, sha384 or sha512");
+        return LURK_ERR_NOT_ACCEPTABLE;
+    }
+    return LURK_OK;
+}
+
+/* ---- Agree ------------------------------------------------------------- */
+
+/* The named curve of a DER SubjectPublicKeyInfo, by structure only
+ * (SEQUENCE { AlgorithmIdentifier, BIT STRING }); the point itself is
+ * checked when the handler decodes the key. */
+static int lurk_pol_spki_curve(const unsigned char *der, size_t len)
+{
+    const unsigned char *p = der;
+    const unsigned char *end = der + len;
+    const unsigned char *q;
+    long clen = 0;
+    int tag = 0;
+    int xclass = 0;
+    X509_ALGOR *a = NULL;
+    const ASN1_OBJECT *alg = NULL;
+    const void *pval = NULL;
+    int ptype = 0;
+    int nid = NID_undef;
+
+    if (len > LURK_MAX_DATA) {
+        goto end;
+    }
+    if (ASN1_get_object(&p, &clen, &tag, &xclass, (long)len) & 0x80
+        || tag != V_ASN1_SEQUENCE || p + clen != end) {
+        goto end;
+    }
+    q = p;
+    a = d2i_X509_ALGOR(NULL, &q, clen);
+    if (a == NULL) {
+        goto end;
+    }
+    clen = end - q;
+    if (ASN1_get_object(&q, &clen, &tag, &xclass, clen) & 0x80 || tag != V_ASN1_BIT_STRING
+        || q + clen != end) {
+        goto end;
+    }
+    X509_ALGOR_get0(&alg, &ptype, &pval, a);
+    if (OBJ_obj2nid(alg) != NID_X9_62_id_ecPublicKey || ptype != V_ASN1_OBJECT) {
+        goto end;
+    }
+    nid = OBJ_obj2nid(pval);
+end:
+    ERR_clear_error();
+    X509_ALGOR_free(a);
+    return nid;
+}
+
+lurk_err lurk_srv_policy_check_agree(const LURK_SRV_KEY *k, const lurk_request *req,
+                                     char *why, size_t whylen)
+{
+    lurk_policy pol = lurk_srv_key_policy(k);
+    char group[64] = "";
+    int key_nid;
+    int peer_nid;
+
+    if (pol != LURK_POLICY_AGREE || lurk_srv_key_type(k) != LURK_KEY_EC) {
+        lurk_pol_why(why, whylen, "policy %s of this %s key does not allow Agree",
+                     lurk_policy_name(pol), lurk_key_type_name(lurk_srv_key_type(k)));
+        return LURK_ERR_POLICY_DENIED;
+    }
+    if (req->peer_key.data == NULL || req->peer_key.len == 0) {
+        lurk_pol_why(why, whylen, "PeerKey is missing");
+        return LURK_ERR_INVALID_FORMAT;
+    }
+    if (!EVP_PKEY_get_group_name(lurk_srv_key_pkey(k), group, sizeof(group), NULL)) {
+        ERR_clear_error();
+        lurk_pol_why(why, whylen, "the key's curve is unknown");
+        return LURK_ERR_INTERNAL;
+    }
+    key_nid = OBJ_sn2nid(group);
+    peer_nid = lurk_pol_spki_curve(req->peer_key.data, req->peer_key.len);
+    if (peer_nid == NID_undef) {
+        lurk_pol_why(why, whylen, "PeerKey is not an EC SubjectPublicKeyInfo on a named curve");
+        return LURK_ERR_NOT_ACCEPTABLE;
+    }
+    if (peer_nid != key_nid) {
+        lurk_pol_why(why, whylen, "PeerKey is on curve %s, the key on %s", OBJ_nid2sn(peer_nid),
+                     group);
+        return LURK_ERR_NOT_ACCEPTABLE;
+    }
+    return LURK_OK;
+}

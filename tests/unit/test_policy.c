@@ -1,4 +1,567 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* PLACEHOLDER: being written */
-int main(void);
-int main(void) { return 77; }
+/*
+ * test_policy.c - the key server's policy (server/policy.c): the two TLS
+ * signing-input recognisers and the policy x operation decision table,
+ * with real keys (tests/vectors/server/) in the server's kind of library
+ * context (its own, default provider only).
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/provider.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include "lurk_srv.h"
+
+#define VEC LURK_VECTORS "/server/"
+
+static OSSL_LIB_CTX *libctx;
+static LURK_SRV_KEYSTORE *store;
+
+/* ---- fixtures built once in main (inherited by forked tests) ----------- */
+
+static const struct {
+    const char *name;
+    const char *file;
+    const char *pass;
+    lurk_policy policy;
+} store_keys[] = {
+    { "rsa-tls", "rsa2048-tls.pem", NULL, LURK_POLICY_TLS_SERVER },
+    { "rsa-sign", "rsa2048-sign.p8", NULL, LURK_POLICY_SIGN },
+    { "rsa-dec", "rsa2048-decrypt.p8", "rsa2048-decrypt.pass", LURK_POLICY_DECRYPT },
+    { "p256-tls", "p256-tls.pem", NULL, LURK_POLICY_TLS_SERVER },
+    { "p384-tls", "p384-tls.p8", NULL, LURK_POLICY_TLS_SERVER },
+    { "p521-tls", "p521-tls.pem", NULL, LURK_POLICY_TLS_SERVER },
+    { "p256-agree", "p256-agree.pem", NULL, LURK_POLICY_AGREE },
+    { "ed-tls", "ed25519-tls.pem", NULL, LURK_POLICY_TLS_SERVER },
+};
+
+static const LURK_SRV_KEY *key_named(const char *name)
+{
+    for (size_t i = 0; i < lurk_srv_keystore_count(store); i++) {
+        const LURK_SRV_KEY *k = lurk_srv_keystore_get(store, i);
+
+        if (strcmp(lurk_srv_key_name(k), name) == 0) {
+            return k;
+        }
+    }
+    ck_abort_msg("no key %s in the test store", name);
+    return NULL;
+}
+
+/* Uncompressed public point of a fresh key on `curve`. */
+static size_t ec_point(const char *curve, unsigned char *out, size_t max)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(libctx, NULL, "EC", curve);
+    size_t len = 0;
+
+    if (k == NULL || !EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                                      out, max, &len)) {
+        len = 0;
+    }
+    EVP_PKEY_free(k);
+    return len;
+}
+
+/* DER SPKI of a fresh EC key on `curve` (peer keys for Agree). */
+static size_t ec_spki(const char *curve, unsigned char *out, size_t max)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(libctx, NULL, "EC", curve);
+    unsigned char *der = NULL;
+    int len = k != NULL ? i2d_PUBKEY(k, &der) : -1;
+    size_t n = 0;
+
+    if (len > 0 && (size_t)len <= max) {
+        memcpy(out, der, (size_t)len);
+        n = (size_t)len;
+    }
+    OPENSSL_free(der);
+    EVP_PKEY_free(k);
+    return n;
+}
+
+/* ServerKeyExchange signing input: randoms || curve_type || curve || len || point */
+static size_t make_ske(unsigned char *out, unsigned curve_type, unsigned curve,
+                       const unsigned char *pt, size_t ptlen)
+{
+    size_t n = 0;
+
+    for (; n < 64; n++) {
+        out[n] = (unsigned char)(n * 7 + 1);
+    }
+    out[n++] = (unsigned char)curve_type;
+    out[n++] = (unsigned char)(curve >> 8);
+    out[n++] = (unsigned char)curve;
+    out[n++] = (unsigned char)ptlen;
+    memcpy(out + n, pt, ptlen);
+    return n + ptlen;
+}
+
+static size_t make_cv(unsigned char *out, const char *context, size_t hash_len)
+{
+    size_t n = 0;
+
+    memset(out, 0x20, 64);
+    n = 64;
+    memcpy(out + n, context, strlen(context));
+    n += strlen(context);
+    out[n++] = 0x00;
+    memset(out + n, 0xab, hash_len);
+    return n + hash_len;
+}
+
+#define SERVER_CV "TLS 1.3, server CertificateVerify"
+
+/* ---- TLS 1.3 CertificateVerify recogniser ------------------------------ */
+
+START_TEST(test_tls13_cv)
+{
+    unsigned char buf[256];
+    size_t n;
+
+    n = make_cv(buf, SERVER_CV, 32);
+    ck_assert_int_eq(n, 130);
+    ck_assert_int_eq(lurk_srv_is_tls13_server_cv(buf, n), 1);
+    n = make_cv(buf, SERVER_CV, 48);
+    ck_assert_int_eq(lurk_srv_is_tls13_server_cv(buf, n), 1);
+
+    /* transcript hashes of other lengths */
+    static const size_t bad_lens[] = { 0, 20, 31, 33, 47, 49, 64 };
+    for (size_t i = 0; i < sizeof(bad_lens) / sizeof(bad_lens[0]); i++) {
+        n = make_cv(buf, SERVER_CV, bad_lens[i]);
+        ck_assert_msg(!lurk_srv_is_tls13_server_cv(buf, n), "hash length %zu accepted",
+                      bad_lens[i]);
+    }
+    /* the client's context string, TLS 1.2 wording, case change */
+    n = make_cv(buf, "TLS 1.3, client CertificateVerify", 32);
+    ck_assert_int_eq(lurk_srv_is_tls13_server_cv(buf, n), 0);
+    n = make_cv(buf, "TLS 1.3, Server CertificateVerify", 32);
+    ck_assert_int_eq(lurk_srv_is_tls13_server_cv(buf, n), 0);
+    /* the padding: each byte matters */
+    for (size_t i = 0; i < 64; i += 21) {
+        n = make_cv(buf, SERVER_CV, 32);
+        buf[i] = 0x00;
+        ck_assert_msg(!lurk_srv_is_tls13_server_cv(buf, n), "pad byte %zu not checked", i);
+    }
+    /* the separator */
+    n = make_cv(buf, SERVER_CV, 32);
+    buf[64 + strlen(SERVER_CV)] = 0x01;
+    ck_assert_int_eq(lurk_srv_is_tls13_server_cv(buf, n), 0);
+    /* no padding at all (the context string right away) */
+    n = make_cv(buf, SERVER_CV, 32);
+    ck_assert_int_eq(lurk_srv_is_tls13_server_cv(buf + 64, n - 64), 0);
+    ck_assert_int_eq(lurk_srv_is_tls13_server_cv(NULL, 0), 0);
+}
+END_TEST
+
+/* ---- TLS 1.2 ServerKeyExchange recogniser ------------------------------ */
+
+START_TEST(test_tls12_ske)
+{
+    unsigned char pt[200];
+    unsigned char buf[400];
+    char why[128];
+    size_t ptlen;
+    size_t n;
+
+    static const struct {
+        const char *curve;
+        unsigned id;
+    } nist[] = { { "P-256", 0x0017 }, { "P-384", 0x0018 }, { "P-521", 0x0019 } };
+
+    for (size_t i = 0; i < 3; i++) {
+        ptlen = ec_point(nist[i].curve, pt, sizeof(pt));
+        ck_assert_uint_gt(ptlen, 0);
+        n = make_ske(buf, 3, nist[i].id, pt, ptlen);
+        why[0] = '\0';
+        ck_assert_msg(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)),
+                      "%s point refused: %s", nist[i].curve, why);
+
+        /* Y changed: the point leaves the curve */
+        buf[n - 1] ^= 0x01;
+        ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+        ck_assert_ptr_nonnull(strstr(why, "not on the curve"));
+        buf[n - 1] ^= 0x01;
+
+        /* trailing byte */
+        buf[n] = 0;
+        ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n + 1, libctx, why, sizeof(why)), 0);
+        /* truncated */
+        ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n - 1, libctx, why, sizeof(why)), 0);
+    }
+
+    /* P-256 point announced as P-384: wrong length for that curve */
+    ptlen = ec_point("P-256", pt, sizeof(pt));
+    n = make_ske(buf, 3, 0x0018, pt, ptlen);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+
+    /* compressed form (33 bytes) is not TLS 1.2's */
+    pt[0] = 0x02;
+    n = make_ske(buf, 3, 0x0017, pt, 33);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+    /* right length but not 0x04 */
+    n = make_ske(buf, 3, 0x0017, pt, 65);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "uncompressed"));
+
+    /* x25519 / x448: any 32 / 56 bytes */
+    RAND_bytes(pt, 56);
+    n = make_ske(buf, 3, 0x001d, pt, 32);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 1);
+    n = make_ske(buf, 3, 0x001e, pt, 56);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 1);
+    n = make_ske(buf, 3, 0x001d, pt, 31);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+    n = make_ske(buf, 3, 0x001d, pt, 32);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n - 1, libctx, why, sizeof(why)), 0);
+
+    /* curve types explicit_prime(1), explicit_char2(2) */
+    n = make_ske(buf, 1, 0x001d, pt, 32);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "named_curve"));
+    n = make_ske(buf, 2, 0x001d, pt, 32);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+
+    /* unknown / unsupported named curves: secp224r1 (0x0015), brainpool, ffdhe2048 */
+    static const unsigned others[] = { 0x0015, 0x0016, 0x001a, 0x0100 };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        n = make_ske(buf, 3, others[i], pt, 32);
+        ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+    }
+
+    /* too short for the header; a TLS 1.3 CV is not a SKE */
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, 67, libctx, why, sizeof(why)), 0);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(NULL, 0, libctx, why, sizeof(why)), 0);
+    n = make_cv(buf, SERVER_CV, 32);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+}
+END_TEST
+
+/* ---- decision table ---------------------------------------------------- */
+
+typedef enum { OP_SIGN, OP_DECRYPT, OP_AGREE } test_op;
+
+typedef enum {
+    IN_NONE,
+    IN_CV32,     /* TLS 1.3 CV, SHA-256 transcript */
+    IN_CV48,     /* TLS 1.3 CV, SHA-384 transcript */
+    IN_SKE,      /* TLS 1.2 SKE, P-256 */
+    IN_ANY,      /* an arbitrary message */
+    IN_DIGEST,   /* a digest of the right size */
+    IN_CIPHER,   /* ciphertext of the modulus size */
+    IN_SHORTCT,  /* ciphertext one byte short */
+    IN_P256,     /* peer SPKI on P-256 */
+    IN_P384,     /* peer SPKI on P-384 */
+    IN_JUNK,     /* peer "SPKI" that is not one */
+} test_input;
+
+typedef struct {
+    const char *key;
+    test_op op;
+    int alg;        /* lurk_sig_alg or lurk_dec_mode */
+    lurk_md md;
+    int salt;
+    test_input in;
+    lurk_err want;
+} decision;
+
+#define S256 LURK_MD_SHA256
+#define S384 LURK_MD_SHA384
+#define S512 LURK_MD_SHA512
+#define NOMD LURK_MD_NONE
+#define PKCS1 LURK_SIG_RSA_PKCS1
+#define PSS LURK_SIG_RSA_PSS
+#define ECDSA LURK_SIG_ECDSA
+#define ED LURK_SIG_ED25519
+#define PMS LURK_DEC_TLS_PREMASTER
+#define OAEP LURK_DEC_OAEP
+#define OK LURK_OK
+#define E400 LURK_ERR_INVALID_FORMAT
+#define E403 LURK_ERR_POLICY_DENIED
+#define E406 LURK_ERR_NOT_ACCEPTABLE
+
+static const decision decisions[] = {
+    /* tls-server RSA: TLS inputs only, PSS salt = hash size, premaster only */
+    { "rsa-tls", OP_SIGN, PSS, S256, 32, IN_CV32, OK },
+    { "rsa-tls", OP_SIGN, PSS, S384, 48, IN_CV48, OK },
+    { "rsa-tls", OP_SIGN, PSS, S256, 32, IN_SKE, OK },
+    { "rsa-tls", OP_SIGN, PKCS1, S256, -1, IN_SKE, OK },
+    { "rsa-tls", OP_SIGN, PKCS1, S512, -1, IN_SKE, OK },
+    { "rsa-tls", OP_SIGN, PKCS1, S256, -1, IN_CV32, E403 }, /* TLS 1.3 is PSS only */
+    { "rsa-tls", OP_SIGN, PSS, S256, 20, IN_CV32, E403 },
+    { "rsa-tls", OP_SIGN, PSS, S256, 0, IN_CV32, E403 },
+    { "rsa-tls", OP_SIGN, PSS, S256, 32, IN_ANY, E403 },
+    { "rsa-tls", OP_SIGN, PKCS1, S256, -1, IN_DIGEST, E403 },
+    { "rsa-tls", OP_SIGN, PSS, S256, 32, IN_DIGEST, E403 },
+    { "rsa-tls", OP_SIGN, ECDSA, S256, -1, IN_CV32, E406 },
+    { "rsa-tls", OP_SIGN, ED, NOMD, -1, IN_CV32, E406 },
+    { "rsa-tls", OP_DECRYPT, PMS, NOMD, -1, IN_CIPHER, OK },
+    { "rsa-tls", OP_DECRYPT, PMS, NOMD, -1, IN_SHORTCT, E400 },
+    { "rsa-tls", OP_DECRYPT, OAEP, S256, -1, IN_CIPHER, E403 },
+    { "rsa-tls", OP_AGREE, 0, NOMD, -1, IN_P256, E403 },
+    /* tls-server EC / Ed25519 */
+    { "p256-tls", OP_SIGN, ECDSA, S256, -1, IN_CV32, OK },
+    { "p256-tls", OP_SIGN, ECDSA, S256, -1, IN_SKE, OK },
+    { "p384-tls", OP_SIGN, ECDSA, S384, -1, IN_CV48, OK },
+    { "p521-tls", OP_SIGN, ECDSA, S512, -1, IN_CV48, OK },
+    { "p256-tls", OP_SIGN, ECDSA, S256, -1, IN_ANY, E403 },
+    { "p256-tls", OP_SIGN, ECDSA, S256, -1, IN_DIGEST, E403 },
+    { "p256-tls", OP_SIGN, PSS, S256, 32, IN_CV32, E406 },
+    { "p256-tls", OP_SIGN, PKCS1, S256, -1, IN_CV32, E406 },
+    { "p256-tls", OP_SIGN, ED, NOMD, -1, IN_CV32, E406 },
+    { "p256-tls", OP_DECRYPT, PMS, NOMD, -1, IN_CIPHER, E403 },
+    { "p256-tls", OP_AGREE, 0, NOMD, -1, IN_P256, E403 },
+    { "ed-tls", OP_SIGN, ED, NOMD, -1, IN_CV32, OK },
+    { "ed-tls", OP_SIGN, ED, NOMD, -1, IN_SKE, OK },
+    { "ed-tls", OP_SIGN, ED, NOMD, -1, IN_ANY, E403 },
+    { "ed-tls", OP_SIGN, ECDSA, S256, -1, IN_CV32, E406 },
+    { "ed-tls", OP_DECRYPT, PMS, NOMD, -1, IN_CIPHER, E403 },
+    /* sign: anything, any digest; PSS salt up to emLen - hLen - 2 */
+    { "rsa-sign", OP_SIGN, PSS, S256, 32, IN_ANY, OK },
+    { "rsa-sign", OP_SIGN, PSS, S256, 0, IN_DIGEST, OK },
+    { "rsa-sign", OP_SIGN, PSS, S256, 256 - 32 - 2, IN_DIGEST, OK },
+    { "rsa-sign", OP_SIGN, PSS, S256, 256 - 32 - 1, IN_DIGEST, E406 },
+    { "rsa-sign", OP_SIGN, PSS, S512, 256 - 64 - 2, IN_ANY, OK },
+    { "rsa-sign", OP_SIGN, PSS, S512, 256 - 64 - 1, IN_ANY, E406 },
+    { "rsa-sign", OP_SIGN, PKCS1, S384, -1, IN_DIGEST, OK },
+    { "rsa-sign", OP_SIGN, PKCS1, S512, -1, IN_CV32, OK },
+    { "rsa-sign", OP_SIGN, ECDSA, S256, -1, IN_ANY, E406 },
+    { "rsa-sign", OP_DECRYPT, PMS, NOMD, -1, IN_CIPHER, E403 },
+    { "rsa-sign", OP_DECRYPT, OAEP, S256, -1, IN_CIPHER, E403 },
+    { "rsa-sign", OP_AGREE, 0, NOMD, -1, IN_P256, E403 },
+    /* decrypt: OAEP and premaster, nothing else */
+    { "rsa-dec", OP_DECRYPT, PMS, NOMD, -1, IN_CIPHER, OK },
+    { "rsa-dec", OP_DECRYPT, OAEP, S256, -1, IN_CIPHER, OK },
+    { "rsa-dec", OP_DECRYPT, OAEP, S512, -1, IN_CIPHER, OK },
+    { "rsa-dec", OP_DECRYPT, OAEP, S256, -1, IN_SHORTCT, E400 },
+    { "rsa-dec", OP_SIGN, PSS, S256, 32, IN_CV32, E403 },
+    { "rsa-dec", OP_SIGN, PKCS1, S256, -1, IN_DIGEST, E403 },
+    { "rsa-dec", OP_AGREE, 0, NOMD, -1, IN_P256, E403 },
+    /* agree: ECDH with a peer on the same curve */
+    { "p256-agree", OP_AGREE, 0, NOMD, -1, IN_P256, OK },
+    { "p256-agree", OP_AGREE, 0, NOMD, -1, IN_P384, E406 },
+    { "p256-agree", OP_AGREE, 0, NOMD, -1, IN_JUNK, E406 },
+    { "p256-agree", OP_SIGN, ECDSA, S256, -1, IN_CV32, E403 },
+    { "p256-agree", OP_SIGN, ECDSA, S256, -1, IN_DIGEST, E403 },
+    { "p256-agree", OP_DECRYPT, PMS, NOMD, -1, IN_CIPHER, E403 },
+};
+
+static unsigned char in_cv32[160], in_cv48[160], in_ske[200], in_any[100], in_digest[64];
+static unsigned char in_cipher[256], in_p256[200], in_p384[200], in_junk[40];
+static size_t in_cv32_len, in_cv48_len, in_ske_len, in_p256_len, in_p384_len;
+
+static void build_inputs(void)
+{
+    unsigned char pt[100];
+    size_t ptlen;
+
+    in_cv32_len = make_cv(in_cv32, SERVER_CV, 32);
+    in_cv48_len = make_cv(in_cv48, SERVER_CV, 48);
+    ptlen = ec_point("P-256", pt, sizeof(pt));
+    in_ske_len = make_ske(in_ske, 3, 0x0017, pt, ptlen);
+    memset(in_any, 'm', sizeof(in_any));
+    memset(in_digest, 0x5a, sizeof(in_digest));
+    memset(in_cipher, 0x11, sizeof(in_cipher));
+    in_p256_len = ec_spki("P-256", in_p256, sizeof(in_p256));
+    in_p384_len = ec_spki("P-384", in_p384, sizeof(in_p384));
+    memset(in_junk, 0x30, sizeof(in_junk));
+}
+
+static void set_buf(lurk_buf *b, unsigned char *d, size_t n)
+{
+    b->data = d;
+    b->len = n;
+}
+
+START_TEST(test_decision_table)
+{
+    const decision *t = &decisions[_i];
+    const LURK_SRV_KEY *k = key_named(t->key);
+    lurk_request req;
+    char why[300] = "";
+    lurk_err got;
+
+    lurk_request_init(&req);
+    snprintf(req.request_id, sizeof(req.request_id), "row%d", _i);
+    switch (t->in) {
+    case IN_CV32:
+        set_buf(&req.data, in_cv32, in_cv32_len);
+        break;
+    case IN_CV48:
+        set_buf(&req.data, in_cv48, in_cv48_len);
+        break;
+    case IN_SKE:
+        set_buf(&req.data, in_ske, in_ske_len);
+        break;
+    case IN_ANY:
+        set_buf(&req.data, in_any, sizeof(in_any));
+        break;
+    case IN_DIGEST:
+        set_buf(&req.digest, in_digest, lurk_md_size(t->md));
+        break;
+    case IN_CIPHER:
+        set_buf(&req.ciphertext, in_cipher, sizeof(in_cipher));
+        break;
+    case IN_SHORTCT:
+        set_buf(&req.ciphertext, in_cipher, sizeof(in_cipher) - 1);
+        break;
+    case IN_P256:
+        set_buf(&req.peer_key, in_p256, in_p256_len);
+        break;
+    case IN_P384:
+        set_buf(&req.peer_key, in_p384, in_p384_len);
+        break;
+    case IN_JUNK:
+        set_buf(&req.peer_key, in_junk, sizeof(in_junk));
+        break;
+    default:
+        break;
+    }
+    switch (t->op) {
+    case OP_SIGN:
+        req.type = LURK_TX_SIGN;
+        req.sig_alg = (lurk_sig_alg)t->alg;
+        req.md = t->md;
+        req.salt_len = t->salt;
+        got = lurk_srv_policy_check_sign(k, &req, libctx, why, sizeof(why));
+        break;
+    case OP_DECRYPT:
+        req.type = LURK_TX_DECRYPT;
+        req.dec_mode = (lurk_dec_mode)t->alg;
+        if (req.dec_mode == LURK_DEC_TLS_PREMASTER) {
+            req.client_version = 0x0303;
+        } else {
+            req.oaep_md = t->md;
+        }
+        got = lurk_srv_policy_check_decrypt(k, &req, why, sizeof(why));
+        break;
+    default:
+        req.type = LURK_TX_AGREE;
+        got = lurk_srv_policy_check_agree(k, &req, why, sizeof(why));
+        break;
+    }
+    ck_assert_msg(got == t->want, "row %d (%s): got %s (%d, \"%s\"), want %s", _i, t->key,
+                  lurk_err_name(got), lurk_err_status(got), why, lurk_err_name(t->want));
+    if (got != LURK_OK) {
+        ck_assert_msg(why[0] != '\0', "row %d: a refusal without a reason", _i);
+    }
+    /* the request buffers are the test's own: no lurk_request_clear */
+}
+END_TEST
+
+/* The sentences a client sees for the two most common tls-server refusals. */
+START_TEST(test_refusal_sentences)
+{
+    const LURK_SRV_KEY *k = key_named("rsa-tls");
+    lurk_request req;
+    char why[300] = "";
+
+    lurk_request_init(&req);
+    req.type = LURK_TX_SIGN;
+    req.sig_alg = LURK_SIG_RSA_PSS;
+    req.md = LURK_MD_SHA256;
+    req.salt_len = 32;
+    set_buf(&req.digest, in_digest, 32);
+    ck_assert_int_eq(lurk_srv_policy_check_sign(k, &req, libctx, why, sizeof(why)), E403);
+    ck_assert_str_eq(why,
+                     "policy tls-server signs only TLS handshake messages; send Data, not a digest");
+
+    lurk_request_init(&req);
+    req.type = LURK_TX_SIGN;
+    req.sig_alg = LURK_SIG_RSA_PSS;
+    req.md = LURK_MD_SHA256;
+    req.salt_len = 32;
+    set_buf(&req.data, in_any, sizeof(in_any));
+    ck_assert_int_eq(lurk_srv_policy_check_sign(k, &req, libctx, why, sizeof(why)), E403);
+    ck_assert_ptr_nonnull(strstr(why, "not a TLS 1.3 server CertificateVerify or TLS 1.2 "
+                                      "ServerKeyExchange input"));
+
+    lurk_request_init(&req);
+    req.type = LURK_TX_DECRYPT;
+    req.dec_mode = LURK_DEC_OAEP;
+    req.oaep_md = LURK_MD_SHA256;
+    set_buf(&req.ciphertext, in_cipher, sizeof(in_cipher));
+    ck_assert_int_eq(lurk_srv_policy_check_decrypt(k, &req, why, sizeof(why)), E403);
+    ck_assert_ptr_nonnull(strstr(why, "tls-premaster"));
+}
+END_TEST
+
+START_TEST(test_policy_names)
+{
+    lurk_policy p;
+
+    for (int i = 0; i < LURK_POLICY__COUNT; i++) {
+        ck_assert_int_eq(lurk_policy_from_name(lurk_policy_name((lurk_policy)i), &p), LURK_OK);
+        ck_assert_int_eq(p, i);
+    }
+    ck_assert_str_eq(lurk_policy_name(LURK_POLICY_TLS_SERVER), "tls-server");
+    ck_assert_int_eq(lurk_policy_from_name("TLS-SERVER", &p), LURK_ERR_CONFIG);
+    ck_assert_int_eq(lurk_policy_from_name("oracle", &p), LURK_ERR_CONFIG);
+    ck_assert_int_eq(lurk_policy_from_name(NULL, &p), LURK_ERR_CONFIG);
+}
+END_TEST
+
+static Suite *policy_suite(void)
+{
+    Suite *s = suite_create("policy");
+    TCase *tc = tcase_create("recognisers");
+
+    tcase_add_test(tc, test_tls13_cv);
+    tcase_add_test(tc, test_tls12_ske);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("decisions");
+    tcase_add_loop_test(tc, test_decision_table, 0,
+                        (int)(sizeof(decisions) / sizeof(decisions[0])));
+    tcase_add_test(tc, test_refusal_sentences);
+    tcase_add_test(tc, test_policy_names);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = NULL;
+    OSSL_PROVIDER *prov = NULL;
+    int failed;
+
+    libctx = OSSL_LIB_CTX_new();
+    prov = OSSL_PROVIDER_load(libctx, "default");
+    if (libctx == NULL || prov == NULL
+        || lurk_srv_keystore_new(libctx, NULL, &store) != LURK_OK) {
+        fprintf(stderr, "test_policy: cannot set up OpenSSL\n");
+        return 99;
+    }
+    for (size_t i = 0; i < sizeof(store_keys) / sizeof(store_keys[0]); i++) {
+        char file[1024];
+        char pass[1024];
+        char why[512] = "";
+        lurk_srv_key_conf kc = { 0 };
+
+        snprintf(file, sizeof(file), "%s%s", VEC, store_keys[i].file);
+        snprintf(pass, sizeof(pass), "%s%s", VEC, store_keys[i].pass ? store_keys[i].pass : "");
+        kc.name = store_keys[i].name;
+        kc.file = file;
+        kc.passphrase_file = store_keys[i].pass != NULL ? pass : NULL;
+        kc.policy = store_keys[i].policy;
+        if (lurk_srv_keystore_add(store, &kc, why, sizeof(why)) != LURK_OK) {
+            fprintf(stderr, "test_policy: %s\n", why);
+            return 99;
+        }
+    }
+    build_inputs();
+
+    sr = srunner_create(policy_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    lurk_srv_keystore_free(store);
+    OSSL_PROVIDER_unload(prov);
+    OSSL_LIB_CTX_free(libctx);
+    return failed == 0 ? 0 : 1;
+}
