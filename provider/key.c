@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * key.c - LURK_KEY, the provider's key object, and the only caller of the
+ * client library.
+ *
+ * A key is a key id, its type, its public key (decoded by OpenSSL's default
+ * provider in the provider's private context: never by our own keymgmt),
+ * the policy the key server announced and an optional server list that
+ * overrides the provider's.  Keys are immutable once made and refcounted:
+ * decoders, the store, keymgmt and operation contexts each hold a reference.
+ *
+ * Every signature the key server returns is verified with the cached public
+ * key before it is handed back: a faulty or hostile key server must never
+ * put a bad signature on the wire (LURK_ERR_BAD_SIGNATURE).
+ *
+ * lurk_key_fail() is the one place where a lurk_err becomes an OpenSSL
+ * error: reason = the lurk_err, detail = key id, operation, wire status and
+ * the server's (or transport's) description.
+ */
+#include "provider.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+struct lurk_key_st {
+    int refs;
+    LURK_PROV_CTX *prov;
+    lurk_key_type type;
+    int has_private;
+    char key_id[LURK_KEYID_TEXT_MAX];
+    char policy[32];
+    char *servers;              /* NULL: the provider's lurk-servers */
+    EVP_PKEY *pub;              /* default provider, provider's pubctx */
+    unsigned char *spki;
+    size_t spki_len;
+    int bits;
+    int max_size;
+};
+
+static int lurk_key_fail(const LURK_PROV_CTX *prov, const char *key_id, const char *op,
+                         lurk_err err, const lurk_detail *d)
+{
+    const char *id = (key_id != NULL && key_id[0] != '\0') ? key_id : "?";
+
+    if (d != NULL && d->status != 0) {
+        LURK_PROV_RAISE(prov, err, "key %s, %s, status %d%s%s", id, op, d->status,
+                        d->msg[0] != '\0' ? ": " : "", d->msg);
+    } else if (d != NULL && d->msg[0] != '\0') {
+        LURK_PROV_RAISE(prov, err, "key %s, %s: %s", id, op, d->msg);
+    } else {
+        LURK_PROV_RAISE(prov, err, "key %s, %s", id, op);
+    }
+    return 0;
+}
+
+static LURK_KEY *lurk_key_new(LURK_PROV_CTX *prov, lurk_key_type type, const char *key_id,
+                              const char *policy, const char *servers,
+                              const unsigned char *spki, size_t spki_len)
+{
+    LURK_KEY *key = NULL;
+    OSSL_LIB_CTX *pubctx = NULL;
+    const unsigned char *p = spki;
+    const char *type_name = lurk_key_type_name(type);
+    lurk_err err = LURK_ERR_INVALID_FORMAT;
+
+    pubctx = lurk_prov_pubctx(prov);
+    if (pubctx == NULL) {
+        return NULL;
+    }
+    key = calloc(1, sizeof(*key));
+    if (key == NULL) {
+        err = LURK_ERR_NOMEM;
+        goto fail;
+    }
+    key->refs = 1;
+    key->prov = prov;
+    key->type = type;
+    key->has_private = key_id != NULL;
+    if (key_id != NULL) {
+        snprintf(key->key_id, sizeof(key->key_id), "%s", key_id);
+    }
+    snprintf(key->policy, sizeof(key->policy), "%s", policy != NULL ? policy : "");
+    if (servers != NULL && servers[0] != '\0') {
+        key->servers = strdup(servers);
+        if (key->servers == NULL) {
+            err = LURK_ERR_NOMEM;
+            goto fail;
+        }
+    }
+    key->spki = malloc(spki_len);
+    if (key->spki == NULL) {
+        err = LURK_ERR_NOMEM;
+        goto fail;
+    }
+    memcpy(key->spki, spki, spki_len);
+    key->spki_len = spki_len;
+
+    ERR_set_mark();
+    key->pub = d2i_PUBKEY_ex(NULL, &p, (long)spki_len, pubctx, NULL);
+    ERR_pop_to_mark();
+    if (key->pub == NULL || p != spki + spki_len || type_name == NULL
+        || !EVP_PKEY_is_a(key->pub, type_name)) {
+        goto fail;
+    }
+    key->bits = EVP_PKEY_get_bits(key->pub);
+    key->max_size = EVP_PKEY_get_size(key->pub);
+    if (key->bits <= 0 || key->max_size <= 0) {
+        goto fail;
+    }
+    return key;
+
+fail:
+    lurk_key_fail(prov, key_id, "loading the public key", err, NULL);
+    lurk_key_free(key);
+    return NULL;
+}
+
+LURK_KEY *lurk_key_from_ref(LURK_PROV_CTX *prov, const lurk_keyref *ref)
+{
+    char servers[4096] = "";
+    size_t used = 0;
+
+    for (size_t i = 0; i < ref->n_servers; i++) {
+        int n = snprintf(servers + used, sizeof(servers) - used, "%s%s", used > 0 ? " " : "",
+                         ref->servers[i]);
+
+        if (n < 0 || (size_t)n >= sizeof(servers) - used) {
+            lurk_key_fail(prov, ref->key_id, "loading the key reference", LURK_ERR_TOO_LARGE,
+                          NULL);
+            return NULL;
+        }
+        used += (size_t)n;
+    }
+    return lurk_key_new(prov, ref->type, ref->key_id, ref->policy, servers, ref->spki,
+                        ref->spki_len);
+}
+
+int lurk_key_fetch(LURK_PROV_CTX *prov, const char *servers, const char *key_id,
+                   LURK_KEY **out)
+{
+    LURK_CLIENT *client = NULL;
+    lurk_detail d = { 0 };
+    lurk_key_type type = LURK_KEY_NONE;
+    char policy[32] = "";
+    unsigned char *spki = NULL;
+    size_t spki_len = 0;
+    lurk_err err;
+    int ret = 0;
+
+    err = lurk_prov_client(prov, servers, &client, &d);
+    if (err == LURK_OK) {
+        err = lurk_client_public_key(client, key_id, &type, policy, &spki, &spki_len, &d);
+    }
+    if (err != LURK_OK) {
+        lurk_key_fail(prov, key_id, "PublicKey", err, &d);
+        goto end;
+    }
+    *out = lurk_key_new(prov, type, key_id, policy, servers, spki, spki_len);
+    ret = *out != NULL;
+
+end:
+    free(spki);
+    return ret;
+}
+
+LURK_KEY *lurk_key_new_empty(LURK_PROV_CTX *prov, lurk_key_type type)
+{
+    LURK_KEY *key = calloc(1, sizeof(*key));
+
+    if (key == NULL) {
+        return NULL;
+    }
+    key->refs = 1;
+    key->prov = prov;
+    key->type = type;
+    return key;
+}
+
+int lurk_key_import_public(LURK_KEY *key, const OSSL_PARAM params[])
+{
+    OSSL_LIB_CTX *pubctx = lurk_prov_pubctx(key->prov);
+    EVP_PKEY_CTX *pctx = NULL;
+    EVP_PKEY *pub = NULL;
+    unsigned char *spki = NULL;
+    int len;
+    int ret = 0;
+
+    if (pubctx == NULL || key->pub != NULL || key->has_private) {
+        return 0;
+    }
+    pctx = EVP_PKEY_CTX_new_from_name(pubctx, lurk_key_type_name(key->type), NULL);
+    if (pctx == NULL || EVP_PKEY_fromdata_init(pctx) != 1
+        || EVP_PKEY_fromdata(pctx, &pub, EVP_PKEY_PUBLIC_KEY, (OSSL_PARAM *)params) != 1) {
+        goto end;
+    }
+    len = i2d_PUBKEY(pub, &spki);
+    if (len <= 0) {
+        goto end;
+    }
+    key->spki = malloc((size_t)len);
+    if (key->spki == NULL) {
+        goto end;
+    }
+    memcpy(key->spki, spki, (size_t)len);
+    key->spki_len = (size_t)len;
+    key->bits = EVP_PKEY_get_bits(pub);
+    key->max_size = EVP_PKEY_get_size(pub);
+    key->pub = pub;
+    pub = NULL;
+    ret = 1;
+
+end:
+    OPENSSL_free(spki);
+    EVP_PKEY_free(pub);
+    EVP_PKEY_CTX_free(pctx);
+    return ret;
+}
+
+int lurk_key_up_ref(LURK_KEY *key)
+{
+    __atomic_add_fetch(&key->refs, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+void lurk_key_free(LURK_KEY *key)
+{
+    if (key == NULL || __atomic_sub_fetch(&key->refs, 1, __ATOMIC_ACQ_REL) > 0) {
+        return;
+    }
+    EVP_PKEY_free(key->pub);
+    free(key->spki);
+    free(key->servers);
+    free(key);
+}
+
+LURK_PROV_CTX *lurk_key_prov(const LURK_KEY *key)
+{
+    return key->prov;
+}
+
+lurk_key_type lurk_key_type_of(const LURK_KEY *key)
+{
+    return key->type;
+}
+
+int lurk_key_has_private(const LURK_KEY *key)
+{
+    return key->has_private;
+}
+
+EVP_PKEY *lurk_key_pub(const LURK_KEY *key)
+{
+    return key->pub;
+}
+
+int lurk_key_bits(const LURK_KEY *key)
+{
+    return key->bits;
+}
+
+int lurk_key_max_size(const LURK_KEY *key)
+{
+    return key->max_size;
+}
+
+const char *lurk_key_id(const LURK_KEY *key)
+{
+    return key->key_id;
+}
+
+const char *lurk_key_policy(const LURK_KEY *key)
+{
+    return key->policy;
+}
+
+const unsigned char *lurk_key_spki(const LURK_KEY *key, size_t *len)
+{
+    *len = key->spki_len;
+    return key->spki;
+}
+
+int lurk_key_same_public(const LURK_KEY *a, const LURK_KEY *b)
+{
+    return a->spki_len == b->spki_len && memcmp(a->spki, b->spki, a->spki_len) == 0;
+}
+
+/* ---- private-key operations ---------------------------------------------- */
+
+static int lurk_key_usable(const LURK_KEY *key, const char *op)
+{
+    if (!key->has_private) {
+        LURK_PROV_RAISE(key->prov, LURK_ERR_INVALID_ARG,
+                        "%s needs a lurk private key, not a public key", op);
+        return 0;
+    }
+    return 1;
+}
+
+/* 1 when sig is a valid signature by the key over the message/digest. */
+static int lurk_key_verify(const LURK_KEY *key, const lurk_key_sign_op *op, const EVP_MD *md,
+                           const unsigned char *digest, size_t digest_len,
+                           const unsigned char *sig, size_t siglen)
+{
+    OSSL_LIB_CTX *pubctx = lurk_prov_pubctx(key->prov);
+    EVP_MD_CTX *mctx = NULL;
+    EVP_PKEY_CTX *pctx = NULL;
+    int ok = 0;
+
+    ERR_set_mark();
+    if (op->alg == LURK_SIG_ED25519) {
+        mctx = EVP_MD_CTX_new();
+        ok = mctx != NULL
+             && EVP_DigestVerifyInit_ex(mctx, NULL, NULL, pubctx, NULL, key->pub, NULL) == 1
+             && EVP_DigestVerify(mctx, sig, siglen, op->msg, op->msg_len) == 1;
+        goto end;
+    }
+    pctx = EVP_PKEY_CTX_new_from_pkey(pubctx, key->pub, NULL);
+    if (pctx == NULL || EVP_PKEY_verify_init(pctx) != 1
+        || EVP_PKEY_CTX_set_signature_md(pctx, md) != 1) {
+        goto end;
+    }
+    if (op->alg == LURK_SIG_RSA_PKCS1
+        && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1) {
+        goto end;
+    }
+    if (op->alg == LURK_SIG_RSA_PSS
+        && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1
+            || EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1
+            || EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, op->salt_len) != 1)) {
+        goto end;
+    }
+    ok = EVP_PKEY_verify(pctx, sig, siglen, digest, digest_len) == 1;
+
+end:
+    ERR_pop_to_mark();
+    EVP_PKEY_CTX_free(pctx);
+    EVP_MD_CTX_free(mctx);
+    return ok;
+}
+
+int lurk_key_sign(LURK_KEY *key, const lurk_key_sign_op *op, unsigned char *sig,
+                  size_t *siglen)
+{
+    char opname[64];
+    unsigned char local_digest[EVP_MAX_MD_SIZE];
+    unsigned int local_len = 0;
+    const unsigned char *digest = op->digest;
+    size_t digest_len = op->digest_len;
+    const EVP_MD *md = NULL;
+    lurk_sign_params p = { 0 };
+    LURK_CLIENT *client = NULL;
+    lurk_detail d = { 0 };
+    lurk_err err;
+    int send_message;
+
+    if (op->alg == LURK_SIG_ED25519) {
+        snprintf(opname, sizeof(opname), "Sign ed25519");
+    } else {
+        snprintf(opname, sizeof(opname), "Sign %s/%s", lurk_sig_alg_name(op->alg),
+                 lurk_md_name(op->md));
+    }
+    if (!lurk_key_usable(key, opname)) {
+        return 0;
+    }
+    if (*siglen < (size_t)key->max_size) {
+        LURK_PROV_RAISE(key->prov, LURK_ERR_INVALID_ARG,
+                        "key %s, %s: signature buffer too small (%zu < %d)", key->key_id,
+                        opname, *siglen, key->max_size);
+        return 0;
+    }
+    if (op->alg != LURK_SIG_ED25519) {
+        md = lurk_prov_evp_md(key->prov, op->md);
+        if (md == NULL) {
+            return lurk_key_fail(key->prov, key->key_id, opname, LURK_ERR_NOT_ACCEPTABLE, NULL);
+        }
+        if (op->msg != NULL) {
+            /* Needed to check the answer even when the message is sent. */
+            if (EVP_Digest(op->msg, op->msg_len, local_digest, &local_len, md, NULL) != 1) {
+                return lurk_key_fail(key->prov, key->key_id, opname, LURK_ERR_INTERNAL, NULL);
+            }
+            digest = local_digest;
+            digest_len = local_len;
+        }
+        if (digest == NULL || digest_len != lurk_md_size(op->md)) {
+            LURK_PROV_RAISE(key->prov, LURK_ERR_INVALID_ARG,
+                            "key %s, %s: the input is not a %s digest (%zu bytes)", key->key_id,
+                            opname, lurk_md_name(op->md), digest_len);
+            return 0;
+        }
+    } else if (op->msg == NULL) {
+        LURK_PROV_RAISE(key->prov, LURK_ERR_INVALID_ARG,
+                        "key %s, %s: Ed25519 signs whole messages only (use EVP_DigestSign)",
+                        key->key_id, opname);
+        return 0;
+    }
+
+    /* A tls-server key signs only TLS handshake messages, which the key
+     * server inspects; every other policy gets just the digest. */
+    send_message = op->msg != NULL
+                   && (op->alg == LURK_SIG_ED25519 || key->policy[0] == '\0'
+                       || strcmp(key->policy, "tls-server") == 0);
+    p.key_id = key->key_id;
+    p.alg = op->alg;
+    p.md = op->alg == LURK_SIG_ED25519 ? LURK_MD_NONE : op->md;
+    p.salt_len = op->alg == LURK_SIG_RSA_PSS ? op->salt_len : 0;
+    if (send_message) {
+        p.data = op->msg;
+        p.data_len = op->msg_len;
+    } else {
+        p.digest = digest;
+        p.digest_len = digest_len;
+    }
+
+    err = lurk_prov_client(key->prov, key->servers, &client, &d);
+    if (err == LURK_OK) {
+        err = lurk_client_sign(client, &p, sig, siglen, &d);
+    }
+    if (err != LURK_OK) {
+        return lurk_key_fail(key->prov, key->key_id, opname, err, &d);
+    }
+    if (!lurk_key_verify(key, op, md, digest, digest_len, sig, *siglen)) {
+        OPENSSL_cleanse(sig, *siglen);
+        *siglen = 0;
+        snprintf(d.msg, sizeof(d.msg), "refused to return it");
+        d.status = 0;
+        return lurk_key_fail(key->prov, key->key_id, opname, LURK_ERR_BAD_SIGNATURE, &d);
+    }
+    return 1;
+}
+
+int lurk_key_decrypt(LURK_KEY *key, lurk_decrypt_params *p, unsigned char *out,
+                     size_t *outlen)
+{
+    char opname[64];
+    LURK_CLIENT *client = NULL;
+    lurk_detail d = { 0 };
+    lurk_err err;
+
+    if (p->mode == LURK_DEC_OAEP) {
+        snprintf(opname, sizeof(opname), "Decrypt oaep/%s", lurk_md_name(p->oaep_md));
+    } else {
+        snprintf(opname, sizeof(opname), "Decrypt %s", lurk_dec_mode_name(p->mode));
+    }
+    if (!lurk_key_usable(key, opname)) {
+        return 0;
+    }
+    p->key_id = key->key_id;
+    err = lurk_prov_client(key->prov, key->servers, &client, &d);
+    if (err == LURK_OK) {
+        err = lurk_client_decrypt(client, p, out, outlen, &d);
+    }
+    if (err != LURK_OK) {
+        return lurk_key_fail(key->prov, key->key_id, opname, err, &d);
+    }
+    return 1;
+}
+
+int lurk_key_derive(LURK_KEY *key, const LURK_KEY *peer, unsigned char *out, size_t *outlen)
+{
+    LURK_CLIENT *client = NULL;
+    lurk_detail d = { 0 };
+    lurk_err err;
+
+    if (!lurk_key_usable(key, "Agree")) {
+        return 0;
+    }
+    err = lurk_prov_client(key->prov, key->servers, &client, &d);
+    if (err == LURK_OK) {
+        err = lurk_client_agree(client, key->key_id, peer->spki, peer->spki_len, out, outlen,
+                                &d);
+    }
+    if (err != LURK_OK) {
+        return lurk_key_fail(key->prov, key->key_id, "Agree", err, &d);
+    }
+    return 1;
+}

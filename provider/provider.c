@@ -1,0 +1,496 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * provider.c - OSSL_provider_init and the provider context.
+ *
+ * Init only reads configuration: no network, no threads, no sockets, and it
+ * never fails because a key server is down or not configured.  A missing
+ * lurk-servers just means keys cannot be used until configured; that is
+ * reported at first use (LURK_ERR_CONFIG).  Connections are made lazily by
+ * the client library, per process and per thread.
+ *
+ * Only keys of our own are claimed: the operations offered are KEYMGMT,
+ * SIGNATURE, ASYM_CIPHER, KEYEXCH, DECODER and STORE; no digests, ciphers,
+ * random or TLS groups, so every generic fetch still ends in `default`.
+ */
+#include "provider.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/provider.h>
+
+/* One LURK_CLIENT per distinct server list. */
+typedef struct lurk_prov_server_st {
+    char *servers;
+    LURK_CLIENT *client;
+    struct lurk_prov_server_st *next;
+} lurk_prov_server;
+
+struct lurk_prov_ctx_st {
+    const OSSL_CORE_HANDLE *handle;
+    OSSL_LIB_CTX *libctx;
+
+    OSSL_FUNC_core_new_error_fn *core_new_error;
+    OSSL_FUNC_core_set_error_debug_fn *core_set_error_debug;
+    OSSL_FUNC_core_vset_error_fn *core_vset_error;
+
+    /* Configuration (owned copies; NULL when not set). */
+    char *servers;
+    char *ca_file;
+    char *cert_file;
+    char *key_file;
+    long connect_timeout_ms;
+    long timeout_ms;
+
+    pthread_mutex_t lock;          /* guards everything below */
+    OSSL_LIB_CTX *pubctx;
+    OSSL_PROVIDER *pubctx_default;
+    EVP_MD *md[LURK_MD__COUNT];
+    lurk_prov_server *clients;
+};
+
+/* ---- accessors ----------------------------------------------------------- */
+
+OSSL_LIB_CTX *lurk_prov_libctx(const LURK_PROV_CTX *prov)
+{
+    return prov->libctx;
+}
+
+/* Loads the default provider into a library context of our own: public-key
+ * work must never come back into lurk, and must not depend on what the
+ * application's context has activated. */
+OSSL_LIB_CTX *lurk_prov_pubctx(LURK_PROV_CTX *prov)
+{
+    OSSL_LIB_CTX *ctx = NULL;
+    OSSL_PROVIDER *dflt = NULL;
+    OSSL_LIB_CTX *ret = NULL;
+    static const char *const md_names[LURK_MD__COUNT] = {
+        [LURK_MD_SHA256] = "SHA2-256",
+        [LURK_MD_SHA384] = "SHA2-384",
+        [LURK_MD_SHA512] = "SHA2-512",
+    };
+
+    pthread_mutex_lock(&prov->lock);
+    if (prov->pubctx != NULL) {
+        ret = prov->pubctx;
+        goto end;
+    }
+    ctx = OSSL_LIB_CTX_new();
+    if (ctx == NULL) {
+        goto end;
+    }
+    dflt = OSSL_PROVIDER_load(ctx, "default");
+    if (dflt == NULL) {
+        goto end;
+    }
+    for (int i = LURK_MD_SHA256; i < LURK_MD__COUNT; i++) {
+        prov->md[i] = EVP_MD_fetch(ctx, md_names[i], NULL);
+        if (prov->md[i] == NULL) {
+            goto end;
+        }
+    }
+    prov->pubctx = ctx;
+    prov->pubctx_default = dflt;
+    ctx = NULL;
+    dflt = NULL;
+    ret = prov->pubctx;
+
+end:
+    if (ret == NULL) {
+        for (int i = 0; i < LURK_MD__COUNT; i++) {
+            EVP_MD_free(prov->md[i]);
+            prov->md[i] = NULL;
+        }
+    }
+    OSSL_PROVIDER_unload(dflt);
+    OSSL_LIB_CTX_free(ctx);
+    pthread_mutex_unlock(&prov->lock);
+    if (ret == NULL) {
+        LURK_PROV_RAISE(prov, LURK_ERR_INTERNAL,
+                        "cannot load OpenSSL's default provider for public-key work");
+    }
+    return ret;
+}
+
+const EVP_MD *lurk_prov_evp_md(LURK_PROV_CTX *prov, lurk_md md)
+{
+    if (md <= LURK_MD_NONE || md >= LURK_MD__COUNT || lurk_prov_pubctx(prov) == NULL) {
+        return NULL;
+    }
+    return prov->md[md];
+}
+
+static const struct {
+    lurk_md md;
+    const char *names[6];
+} lurk_prov_md_names[] = {
+    { LURK_MD_SHA256, { "SHA2-256", "SHA256", "SHA-256", "2.16.840.1.101.3.4.2.1", NULL } },
+    { LURK_MD_SHA384, { "SHA2-384", "SHA384", "SHA-384", "2.16.840.1.101.3.4.2.2", NULL } },
+    { LURK_MD_SHA512, { "SHA2-512", "SHA512", "SHA-512", "2.16.840.1.101.3.4.2.3", NULL } },
+};
+
+lurk_md lurk_prov_md_from_name(const char *name)
+{
+    if (name == NULL) {
+        return LURK_MD_NONE;
+    }
+    for (size_t i = 0; i < (sizeof(lurk_prov_md_names) / sizeof(lurk_prov_md_names[0])); i++) {
+        for (size_t j = 0; lurk_prov_md_names[i].names[j] != NULL; j++) {
+            if (strcasecmp(name, lurk_prov_md_names[i].names[j]) == 0) {
+                return lurk_prov_md_names[i].md;
+            }
+        }
+    }
+    return LURK_MD_NONE;
+}
+
+const char *lurk_prov_md_ossl_name(lurk_md md)
+{
+    for (size_t i = 0; i < (sizeof(lurk_prov_md_names) / sizeof(lurk_prov_md_names[0])); i++) {
+        if (lurk_prov_md_names[i].md == md) {
+            return lurk_prov_md_names[i].names[0];
+        }
+    }
+    return "";
+}
+
+lurk_err lurk_prov_client(LURK_PROV_CTX *prov, const char *servers, LURK_CLIENT **out,
+                          lurk_detail *d)
+{
+    lurk_err err = LURK_OK;
+    lurk_prov_server *entry = NULL;
+    lurk_client_config cfg = { 0 };
+
+    if (servers == NULL) {
+        servers = prov->servers;
+    }
+    if (servers == NULL || servers[0] == '\0') {
+        snprintf(d->msg, sizeof(d->msg),
+                 "no key server configured: set lurk-servers in the provider's "
+                 "openssl.cnf section");
+        return LURK_ERR_CONFIG;
+    }
+
+    pthread_mutex_lock(&prov->lock);
+    for (lurk_prov_server *c = prov->clients; c != NULL; c = c->next) {
+        if (strcmp(c->servers, servers) == 0) {
+            *out = c->client;
+            goto end;
+        }
+    }
+    entry = calloc(1, sizeof(*entry));
+    if (entry == NULL) {
+        err = LURK_ERR_NOMEM;
+        goto end;
+    }
+    entry->servers = strdup(servers);
+    if (entry->servers == NULL) {
+        err = LURK_ERR_NOMEM;
+        goto end;
+    }
+    cfg.servers = servers;
+    cfg.ca_file = prov->ca_file;
+    cfg.cert_file = prov->cert_file;
+    cfg.key_file = prov->key_file;
+    cfg.connect_timeout_ms = prov->connect_timeout_ms;
+    cfg.timeout_ms = prov->timeout_ms;
+    err = lurk_client_new(&cfg, &entry->client, d);
+    if (err != LURK_OK) {
+        goto end;
+    }
+    entry->next = prov->clients;
+    prov->clients = entry;
+    *out = entry->client;
+    entry = NULL;
+
+end:
+    pthread_mutex_unlock(&prov->lock);
+    if (entry != NULL) {
+        free(entry->servers);
+        free(entry);
+    }
+    return err;
+}
+
+void lurk_prov_raise(const LURK_PROV_CTX *prov, const char *file, int line, const char *func,
+                     lurk_err err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (prov == NULL || prov->core_new_error == NULL) {
+        return;
+    }
+    prov->core_new_error(prov->handle);
+    prov->core_set_error_debug(prov->handle, file, line, func);
+    va_start(ap, fmt);
+    prov->core_vset_error(prov->handle, (uint32_t)err, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- provider dispatch --------------------------------------------------- */
+
+static const OSSL_ALGORITHM lurk_keymgmt_algs[] = {
+    { LURK_NAMES_RSA, LURK_PROV_PROPS, lurk_rsa_keymgmt_functions, "lurk RSA key" },
+    { LURK_NAMES_EC, LURK_PROV_PROPS, lurk_ec_keymgmt_functions, "lurk EC key" },
+    { LURK_NAMES_ED25519, LURK_PROV_PROPS, lurk_ed25519_keymgmt_functions, "lurk Ed25519 key" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM lurk_signature_algs[] = {
+    { LURK_NAMES_RSA, LURK_PROV_PROPS, lurk_rsa_signature_functions, "lurk RSA signature" },
+    { LURK_NAMES_ECDSA, LURK_PROV_PROPS, lurk_ecdsa_signature_functions, "lurk ECDSA" },
+    { LURK_NAMES_ED25519, LURK_PROV_PROPS, lurk_ed25519_signature_functions, "lurk Ed25519" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM lurk_asym_cipher_algs[] = {
+    { LURK_NAMES_RSA, LURK_PROV_PROPS, lurk_rsa_asym_cipher_functions, "lurk RSA decryption" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM lurk_keyexch_algs[] = {
+    { LURK_NAMES_ECDH, LURK_PROV_PROPS, lurk_ecdh_keyexch_functions, "lurk ECDH" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM lurk_decoder_algs[] = {
+    { "DER", LURK_PROV_PROPS ",input=pem", lurk_pem_der_decoder_functions,
+      "lurk key reference PEM to DER" },
+    { LURK_NAMES_RSA, LURK_PROV_PROPS ",input=der,structure=" LURK_DER_STRUCTURE,
+      lurk_der_rsa_decoder_functions, "lurk RSA key reference" },
+    { LURK_NAMES_EC, LURK_PROV_PROPS ",input=der,structure=" LURK_DER_STRUCTURE,
+      lurk_der_ec_decoder_functions, "lurk EC key reference" },
+    { LURK_NAMES_ED25519, LURK_PROV_PROPS ",input=der,structure=" LURK_DER_STRUCTURE,
+      lurk_der_ed25519_decoder_functions, "lurk Ed25519 key reference" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM lurk_store_algs[] = {
+    { "lurk", LURK_PROV_PROPS, lurk_store_functions, "lurk: key server URIs" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM *lurk_prov_query(void *provctx, int operation_id, int *no_cache)
+{
+    *no_cache = 0;
+    switch (operation_id) {
+    case OSSL_OP_KEYMGMT:
+        return lurk_keymgmt_algs;
+    case OSSL_OP_SIGNATURE:
+        return lurk_signature_algs;
+    case OSSL_OP_ASYM_CIPHER:
+        return lurk_asym_cipher_algs;
+    case OSSL_OP_KEYEXCH:
+        return lurk_keyexch_algs;
+    case OSSL_OP_DECODER:
+        return lurk_decoder_algs;
+    case OSSL_OP_STORE:
+        return lurk_store_algs;
+    default:
+        return NULL;
+    }
+}
+
+/* Reason strings: the reason code of every lurk error is its lurk_err. */
+static OSSL_ITEM lurk_prov_reasons[LURK_ERR__COUNT];
+
+static const OSSL_ITEM *lurk_prov_get_reason_strings(void *provctx)
+{
+    return lurk_prov_reasons;
+}
+
+static const OSSL_PARAM lurk_prov_param_types[] = {
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_NAME, OSSL_PARAM_UTF8_PTR, NULL, 0),
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_VERSION, OSSL_PARAM_UTF8_PTR, NULL, 0),
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_BUILDINFO, OSSL_PARAM_UTF8_PTR, NULL, 0),
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_STATUS, OSSL_PARAM_INTEGER, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *lurk_prov_gettable_params(void *provctx)
+{
+    return lurk_prov_param_types;
+}
+
+static int lurk_prov_get_params(void *provctx, OSSL_PARAM params[])
+{
+    OSSL_PARAM *p;
+
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, "lurk: remote keys over LURK")) {
+        return 0;
+    }
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_VERSION);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, LURK_VERSION)) {
+        return 0;
+    }
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_BUILDINFO);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, LURK_VERSION)) {
+        return 0;
+    }
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS);
+    if (p != NULL && !OSSL_PARAM_set_int(p, 1)) {
+        return 0;
+    }
+    return 1;
+}
+
+static void lurk_prov_ctx_free(LURK_PROV_CTX *prov)
+{
+    lurk_prov_server *next = NULL;
+
+    if (prov == NULL) {
+        return;
+    }
+    for (lurk_prov_server *c = prov->clients; c != NULL; c = next) {
+        next = c->next;
+        lurk_client_free(c->client);
+        free(c->servers);
+        free(c);
+    }
+    for (int i = 0; i < LURK_MD__COUNT; i++) {
+        EVP_MD_free(prov->md[i]);
+    }
+    OSSL_PROVIDER_unload(prov->pubctx_default);
+    OSSL_LIB_CTX_free(prov->pubctx);
+    OSSL_LIB_CTX_free(prov->libctx);
+    free(prov->servers);
+    free(prov->ca_file);
+    free(prov->cert_file);
+    free(prov->key_file);
+    pthread_mutex_destroy(&prov->lock);
+    free(prov);
+}
+
+static void lurk_prov_teardown(void *provctx)
+{
+    lurk_prov_ctx_free(provctx);
+}
+
+static const OSSL_DISPATCH lurk_prov_dispatch[] = {
+    { OSSL_FUNC_PROVIDER_TEARDOWN, (void (*)(void))lurk_prov_teardown },
+    { OSSL_FUNC_PROVIDER_GETTABLE_PARAMS, (void (*)(void))lurk_prov_gettable_params },
+    { OSSL_FUNC_PROVIDER_GET_PARAMS, (void (*)(void))lurk_prov_get_params },
+    { OSSL_FUNC_PROVIDER_QUERY_OPERATION, (void (*)(void))lurk_prov_query },
+    { OSSL_FUNC_PROVIDER_GET_REASON_STRINGS, (void (*)(void))lurk_prov_get_reason_strings },
+    { 0, NULL }
+};
+
+/* Copies a configured string; NULL stays NULL, "" becomes NULL. */
+static int lurk_prov_dup_conf(const char *value, char **out)
+{
+    *out = NULL;
+    if (value == NULL || value[0] == '\0') {
+        return 1;
+    }
+    *out = strdup(value);
+    return *out != NULL;
+}
+
+static long lurk_prov_parse_ms(const char *value)
+{
+    char *end = NULL;
+    long v;
+
+    if (value == NULL || value[0] == '\0') {
+        return 0;
+    }
+    v = strtol(value, &end, 10);
+    if (end == value || v < 0) {
+        return 0;   /* the client library's default */
+    }
+    return v;
+}
+
+static int lurk_prov_read_config(LURK_PROV_CTX *prov, OSSL_FUNC_core_get_params_fn *get_params)
+{
+    const char *servers = NULL, *ca = NULL, *cert = NULL, *key = NULL;
+    const char *cto = NULL, *to = NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_utf8_ptr("lurk-servers", (char **)&servers, 0),
+        OSSL_PARAM_utf8_ptr("lurk-ca", (char **)&ca, 0),
+        OSSL_PARAM_utf8_ptr("lurk-cert", (char **)&cert, 0),
+        OSSL_PARAM_utf8_ptr("lurk-key", (char **)&key, 0),
+        OSSL_PARAM_utf8_ptr("lurk-connect-timeout", (char **)&cto, 0),
+        OSSL_PARAM_utf8_ptr("lurk-timeout", (char **)&to, 0),
+        OSSL_PARAM_END
+    };
+
+    if (get_params != NULL && !get_params(prov->handle, params)) {
+        return 1;   /* no configuration: keys cannot be used until configured */
+    }
+    prov->connect_timeout_ms = lurk_prov_parse_ms(cto);
+    prov->timeout_ms = lurk_prov_parse_ms(to);
+    return lurk_prov_dup_conf(servers, &prov->servers) && lurk_prov_dup_conf(ca, &prov->ca_file)
+           && lurk_prov_dup_conf(cert, &prov->cert_file)
+           && lurk_prov_dup_conf(key, &prov->key_file);
+}
+
+OPENSSL_EXPORT int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
+                                      const OSSL_DISPATCH **out, void **provctx);
+
+__attribute__((visibility("default")))
+int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
+                       const OSSL_DISPATCH **out, void **provctx)
+{
+    LURK_PROV_CTX *prov = NULL;
+    OSSL_FUNC_core_get_params_fn *get_params = NULL;
+    int ret = 0;
+
+    prov = calloc(1, sizeof(*prov));
+    if (prov == NULL) {
+        goto end;
+    }
+    pthread_mutex_init(&prov->lock, NULL);
+    prov->handle = handle;
+    for (const OSSL_DISPATCH *f = in; f->function_id != 0; f++) {
+        switch (f->function_id) {
+        case OSSL_FUNC_CORE_GET_PARAMS:
+            get_params = OSSL_FUNC_core_get_params(f);
+            break;
+        case OSSL_FUNC_CORE_NEW_ERROR:
+            prov->core_new_error = OSSL_FUNC_core_new_error(f);
+            break;
+        case OSSL_FUNC_CORE_SET_ERROR_DEBUG:
+            prov->core_set_error_debug = OSSL_FUNC_core_set_error_debug(f);
+            break;
+        case OSSL_FUNC_CORE_VSET_ERROR:
+            prov->core_vset_error = OSSL_FUNC_core_vset_error(f);
+            break;
+        default:
+            break;
+        }
+    }
+    if (prov->core_new_error == NULL || prov->core_set_error_debug == NULL
+        || prov->core_vset_error == NULL) {
+        prov->core_new_error = NULL;
+    }
+
+    for (int i = 1; i < LURK_ERR__COUNT; i++) {
+        lurk_prov_reasons[i - 1].id = (unsigned int)i;
+        lurk_prov_reasons[i - 1].ptr = (void *)lurk_err_str((lurk_err)i);
+    }
+
+    prov->libctx = OSSL_LIB_CTX_new_from_dispatch(handle, in);
+    if (prov->libctx == NULL) {
+        goto end;
+    }
+    if (!lurk_prov_read_config(prov, get_params)) {
+        goto end;
+    }
+    ret = 1;
+
+end:
+    if (!ret) {
+        lurk_prov_ctx_free(prov);
+        return 0;
+    }
+    *out = lurk_prov_dispatch;
+    *provctx = prov;
+    return 1;
+}
