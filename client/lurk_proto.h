@@ -132,6 +132,10 @@ typedef struct {
 
     /* Agree */
     lurk_buf peer_key;           /* PeerKey: DER SubjectPublicKeyInfo */
+
+    /* Create (reserved: decoded so that a server can answer 406) */
+    lurk_key_type key_type;      /* KeyType */
+    char policy[32];             /* Policy, e.g. "tls-server" */
 } lurk_request;
 
 /* Hello capabilities are bit sets: bit (1u << value) of the enums above. */
@@ -173,6 +177,12 @@ lurk_err lurk_proto_new_request_id(char out[LURK_REQUEST_ID_MAX + 1]);
 
 /* Request: {"<Tx>Request": {...}}.  *json is NUL-terminated, free() it. */
 lurk_err lurk_proto_encode_request(const lurk_request *req, char **json, size_t *len);
+/* On failure `out` owns no buffer; out->type is the transaction when the
+ * envelope named a known one (else LURK_TX__COUNT) and out->request_id is
+ * set when RequestId was valid, so a server can address its error reply.
+ * An unknown Algorithm/DigestAlg/Mode/OaepDigest/KeyType name is
+ * LURK_ERR_NOT_ACCEPTABLE (406).  `why` is printable ASCII (<= whylen - 1
+ * chars), usable as StatusDescription with whylen = LURK_DESCRIPTION_MAX + 1. */
 lurk_err lurk_proto_decode_request(const char *json, size_t len, lurk_request *out,
                                    char *why, size_t whylen);
 
@@ -181,6 +191,10 @@ lurk_err lurk_proto_decode_request(const char *json, size_t len, lurk_request *o
  * (type LURK_TX__COUNT) and carries only RequestId (if known), Status,
  * StatusDescription, RetryAfter and State. */
 lurk_err lurk_proto_encode_response(const lurk_response *resp, char **json, size_t *len);
+/* `expected` = LURK_TX__COUNT accepts the response of any transaction.
+ * Encoders return LURK_ERR_INVALID_ARG for a struct that breaks a rule the
+ * decoder enforces (LURK_ERR_TOO_LARGE for a size limit); *json may hold a
+ * premaster (DecryptResponse): cleanse it before free() where that matters. */
 lurk_err lurk_proto_decode_response(const char *json, size_t len, lurk_tx expected,
                                     lurk_response *out, char *why, size_t whylen);
 
