@@ -15,7 +15,9 @@
  */
 #include "lurk_proto.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -618,20 +620,51 @@ void lurk_response_clear(lurk_response *resp)
     lurk_response_init(resp);
 }
 
+/*
+ * Request ids only have to be unique, not secret: TLS protects them and
+ * they pair a reply with its request and audit lines across machines.  A
+ * per-thread random prefix and a counter give that without a DRBG call per
+ * request (measurable on the signing hot path).  A forked child draws a new
+ * prefix so that nginx workers never reuse their master's ids.
+ */
+static _Thread_local unsigned char lurk_rid_state[16];
+static _Thread_local uint64_t lurk_rid_counter;
+static _Thread_local unsigned lurk_rid_generation;
+static unsigned lurk_rid_fork_generation = 1;
+static pthread_once_t lurk_rid_once = PTHREAD_ONCE_INIT;
+
+static void lurk_rid_atfork_child(void)
+{
+    __atomic_add_fetch(&lurk_rid_fork_generation, 1, __ATOMIC_RELAXED);
+}
+
+static void lurk_rid_init(void)
+{
+    pthread_atfork(NULL, NULL, lurk_rid_atfork_child);
+}
+
 lurk_err lurk_proto_new_request_id(char out[LURK_REQUEST_ID_MAX + 1])
 {
-    unsigned char rnd[16];
-    lurk_err ret = LURK_OK;
+    unsigned gen;
+    uint64_t n;
 
     if (out == NULL) {
         return LURK_ERR_INVALID_ARG;
     }
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        return LURK_ERR_INTERNAL;
+    pthread_once(&lurk_rid_once, lurk_rid_init);
+    gen = __atomic_load_n(&lurk_rid_fork_generation, __ATOMIC_RELAXED);
+    if (lurk_rid_generation != gen) {
+        if (RAND_bytes(lurk_rid_state, 8) != 1) {
+            return LURK_ERR_INTERNAL;
+        }
+        lurk_rid_generation = gen;
     }
-    ret = lurk_b64url_encode(rnd, sizeof(rnd), out, LURK_REQUEST_ID_MAX + 1);
-    OPENSSL_cleanse(rnd, sizeof(rnd));
-    return ret;
+    n = ++lurk_rid_counter;
+    for (int i = 0; i < 8; i++) {
+        lurk_rid_state[8 + i] = (unsigned char)(n >> (56 - 8 * i));
+    }
+    return lurk_b64url_encode(lurk_rid_state, sizeof(lurk_rid_state), out,
+                              LURK_REQUEST_ID_MAX + 1);
 }
 
 /* --------------------------------------------- request semantic rules */
