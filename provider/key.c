@@ -113,6 +113,18 @@ static LURK_KEY *lurk_key_new(LURK_PROV_CTX *prov, lurk_key_type type, const cha
     if (key->bits <= 0 || key->max_size <= 0) {
         goto fail;
     }
+    if (key->has_private) {
+        /* Make the key's client now: the client reads its credentials when
+         * it is made, and keys are loaded where the application still has
+         * its privileges (nginx and haproxy masters run as root, their
+         * workers drop privileges or chroot before the first handshake).
+         * No network I/O happens here; a failure (no key server
+         * configured) is reported again at the first private-key use. */
+        LURK_CLIENT *client = NULL;
+        lurk_detail d = { 0 };
+
+        (void)lurk_prov_client(prov, key->servers, &client, &d);
+    }
     return key;
 
 fail:

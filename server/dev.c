@@ -460,7 +460,7 @@ lurk_err lurk_srv_dev_prepare(const char *dir, const char *listen, OSSL_LIB_CTX 
              "tls_cert = server.crt\n"
              "tls_key = server.key\n"
              "client_ca = ca.crt\n"
-             "audit_log = -\n"
+             "audit_log = audit.log\n"
              "key_dir = keys\n",
              listen);
     err = write_text(abs, "keyserver.cnf", text, 0644, why, whylen);
