@@ -404,6 +404,39 @@ static lurk_err write_text(const char *dir, const char *name, const char *text, 
     return LURK_OK;
 }
 
+/* A P-256 private key without a certificate (the demo signing key). */
+static lurk_err ensure_key(OSSL_LIB_CTX *libctx, const char *dir, const char *subdir,
+                           const char *key_name, char *why, size_t whylen)
+{
+    char *sub = join(dir, subdir);
+    char *path = join(dir, key_name);
+    EVP_PKEY *pkey = NULL;
+    lurk_err err = LURK_ERR_IO;
+
+    if (sub == NULL || path == NULL || !ensure_dir(sub)) {
+        set_why(why, whylen, "cannot create %s/%s: %s", dir, subdir, strerror(errno));
+        goto end;
+    }
+    if (access(path, F_OK) == 0) {
+        note(reused, sizeof(reused), key_name);
+        err = LURK_OK;
+        goto end;
+    }
+    pkey = gen_key(libctx, 0);
+    if (pkey == NULL || !write_key(path, pkey, libctx)) {
+        set_why(why, whylen, "cannot write %s", path);
+        goto end;
+    }
+    note(made, sizeof(made), key_name);
+    err = LURK_OK;
+
+end:
+    EVP_PKEY_free(pkey);
+    free(path);
+    free(sub);
+    return err;
+}
+
 lurk_err lurk_srv_dev_prepare(const char *dir, const char *listen, OSSL_LIB_CTX *libctx,
                               char **conf_path, char *why, size_t whylen)
 {
@@ -450,6 +483,9 @@ lurk_err lurk_srv_dev_prepare(const char *dir, const char *listen, OSSL_LIB_CTX 
         err = ensure_pair(libctx, abs, "keys/p256.pem", "p256.crt", 0, "localhost",
                           CERT_SERVER, ca, ca_key, why, whylen);
     }
+    if (err == LURK_OK) {
+        err = ensure_key(libctx, abs, "sign-keys", "sign-keys/demo-sign.pem", why, whylen);
+    }
     if (err != LURK_OK) {
         goto end;
     }
@@ -461,7 +497,17 @@ lurk_err lurk_srv_dev_prepare(const char *dir, const char *listen, OSSL_LIB_CTX 
              "tls_key = server.key\n"
              "client_ca = ca.crt\n"
              "audit_log = audit.log\n"
-             "key_dir = keys\n",
+             "# TLS server keys: policy tls-server\n"
+             "key_dir = keys\n"
+             "keys = keys_sect\n"
+             "\n"
+             "[keys_sect]\n"
+             "demo-sign = key_demo_sign\n"
+             "\n"
+             "# A generic signing key, for trying `lurk sign` and `openssl req`\n"
+             "[key_demo_sign]\n"
+             "file = sign-keys/demo-sign.pem\n"
+             "policy = sign\n",
              listen);
     err = write_text(abs, "keyserver.cnf", text, 0644, why, whylen);
     if (err != LURK_OK) {
@@ -503,10 +549,10 @@ static const char *provider_module(void)
     return module;
 }
 
-static lurk_err write_keyref(OSSL_LIB_CTX *libctx, const char *dir, const char *name,
-                             const char *url, char *why, size_t whylen)
+static lurk_err write_keyref(OSSL_LIB_CTX *libctx, const char *dir, const char *key_file,
+                             const char *name, const char *policy, const char *url,
+                             char *key_id, size_t key_id_len, char *why, size_t whylen)
 {
-    char key_file[64];
     char ref_file[64];
     char *key_path = NULL;
     EVP_PKEY *pkey = NULL;
@@ -519,7 +565,6 @@ static lurk_err write_keyref(OSSL_LIB_CTX *libctx, const char *dir, const char *
     lurk_err err;
 
     lurk_keyref_init(&ref);
-    snprintf(key_file, sizeof(key_file), "keys/%s.pem", name);
     snprintf(ref_file, sizeof(ref_file), "%s.key", name);
     key_path = join(dir, key_file);
     pkey = key_path != NULL ? read_key(libctx, key_path) : NULL;
@@ -529,7 +574,7 @@ static lurk_err write_keyref(OSSL_LIB_CTX *libctx, const char *dir, const char *
         err = LURK_ERR_IO;
         goto end;
     }
-    err = lurk_keyref_from_spki(spki, (size_t)spki_len, "tls-server", servers, 1, &ref);
+    err = lurk_keyref_from_spki(spki, (size_t)spki_len, policy, servers, 1, &ref);
     if (err == LURK_OK) {
         err = lurk_keyref_encode_pem(&ref, &pem, &pem_len);
     }
@@ -539,6 +584,7 @@ static lurk_err write_keyref(OSSL_LIB_CTX *libctx, const char *dir, const char *
         goto end;
     }
     err = write_text(dir, ref_file, pem, 0644, why, whylen);
+    snprintf(key_id, key_id_len, "%s", ref.key_id);
 
 end:
     ERR_clear_error();
@@ -557,6 +603,8 @@ lurk_err lurk_srv_dev_publish(const char *dir, const char *addr, OSSL_LIB_CTX *l
     char host[256];
     char url[320];
     char text[4096];
+    char rsa_id[LURK_KEYID_TEXT_MAX] = "", p256_id[LURK_KEYID_TEXT_MAX] = "";
+    char sign_id[LURK_KEYID_TEXT_MAX] = "";
     int port;
     lurk_err err = LURK_ERR_IO;
 
@@ -577,9 +625,15 @@ lurk_err lurk_srv_dev_publish(const char *dir, const char *addr, OSSL_LIB_CTX *l
     }
     snprintf(url, sizeof(url), strchr(host, ':') != NULL ? "https://[%s]:%d" : "https://%s:%d",
              host, port);
-    err = write_keyref(libctx, abs, "rsa2048", url, why, whylen);
+    err = write_keyref(libctx, abs, "keys/rsa2048.pem", "rsa2048", "tls-server", url, rsa_id,
+                       sizeof(rsa_id), why, whylen);
     if (err == LURK_OK) {
-        err = write_keyref(libctx, abs, "p256", url, why, whylen);
+        err = write_keyref(libctx, abs, "keys/p256.pem", "p256", "tls-server", url, p256_id,
+                           sizeof(p256_id), why, whylen);
+    }
+    if (err == LURK_OK) {
+        err = write_keyref(libctx, abs, "sign-keys/demo-sign.pem", "demo-sign", "sign", url,
+                           sign_id, sizeof(sign_id), why, whylen);
     }
     if (err != LURK_OK) {
         goto end;
@@ -628,16 +682,20 @@ lurk_err lurk_srv_dev_publish(const char *dir, const char *addr, OSSL_LIB_CTX *l
         printf("  reused:  %s\n", reused);
     }
     printf("\n"
-           "Serving keys/rsa2048.pem and keys/p256.pem on %s (mutual TLS, dev CA).\n"
+           "Serving on %s (mutual TLS, dev CA):\n"
+           "  rsa2048    %s  tls-server  (rsa2048.crt, rsa2048.key)\n"
+           "  p256       %s  tls-server  (p256.crt, p256.key)\n"
+           "  demo-sign  %s  sign        (demo-sign.key)\n"
            "In another shell:\n"
            "  export OPENSSL_CONF=%s/openssl.cnf\n"
            "  lurk ping\n"
+           "  echo hello > msg; lurk sign %s --alg ecdsa --in msg -o msg.sig\n"
            "  openssl s_server -accept 127.0.0.1:8443 -www \\\n"
            "      -cert %s/p256.crt -key %s/p256.key\n"
            "  curl --cacert %s/ca.crt https://localhost:8443/\n"
-           "(rsa2048.crt / rsa2048.key work the same way; the .key files are key\n"
-           "references: the private keys never leave this server.)\n\n",
-           url, abs, abs, abs, abs);
+           "(the .key files are key references: the private keys never leave this\n"
+           "server; tls-server keys sign only TLS handshakes.)\n\n",
+           url, rsa_id, p256_id, sign_id, abs, sign_id, abs, abs, abs);
     fflush(stdout);
 
 end:
