@@ -11,7 +11,7 @@ packages=(
     build-essential meson ninja-build pkgconf
     libssl-dev libcurl4-openssl-dev libjansson-dev libevent-dev check
     # run and test with real peers
-    openssl ca-certificates curl gnutls-bin nginx haproxy procps
+    openssl ca-certificates curl gnutls-bin nginx haproxy procps iproute2
     python3
 )
 
