@@ -4,9 +4,10 @@
  * loaded locally from its PEM, and the memory lurk.so and one key add.
  *
  *   bench_provider DIR [ITERATIONS]
- * DIR is what tests/provider/prov_env.sh makes (run-provider.sh does it):
- * DIR/openssl.cnf, DIR/rsasign.key + DIR/keys/rsasign.pem, DIR/ecsign.key +
- * DIR/keys/ecsign.pem (policy sign, so EVP_PKEY_sign on a digest is allowed).
+ * DIR is what tests/lib/keyserver.sh makes (run-provider.sh does it):
+ * DIR/openssl.cnf, DIR/rsa2048-sign.key + DIR/keys/rsa2048-sign.pem,
+ * DIR/p256-sign.key + DIR/keys/p256-sign.pem (policy sign, so EVP_PKEY_sign
+ * on a digest is allowed).
  * Prints p50/p99 in microseconds for EVP_PKEY_sign and EVP_DigestSign,
  * RSA-2048 PSS and P-256 ECDSA, then VmRSS before/after.
  */
@@ -147,8 +148,8 @@ int main(int argc, char **argv)
     }
     ctx = OSSL_LIB_CTX_new();
     dflt = OSSL_PROVIDER_load(ctx, "default");
-    local_ec = bench_read(ctx, argv[1], "keys/ecsign.pem");
-    local_rsa = bench_read(ctx, argv[1], "keys/rsasign.pem");
+    local_ec = bench_read(ctx, argv[1], "keys/p256-sign.pem");
+    local_rsa = bench_read(ctx, argv[1], "keys/rsa2048-sign.pem");
     bench_sign_once(ctx, local_ec, 0, 1);
 
     rss0 = bench_rss_kib();
@@ -157,9 +158,9 @@ int main(int argc, char **argv)
         ERR_print_errors_fp(stderr);
         return 1;
     }
-    lurk_ec = bench_read(ctx, argv[1], "ecsign.key");
+    lurk_ec = bench_read(ctx, argv[1], "p256-sign.key");
     rss1 = bench_rss_kib();
-    lurk_rsa = bench_read(ctx, argv[1], "rsasign.key");
+    lurk_rsa = bench_read(ctx, argv[1], "rsa2048-sign.key");
     bench_sign_once(ctx, lurk_ec, 0, 1);
     rss2 = bench_rss_kib();
 

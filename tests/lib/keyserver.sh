@@ -10,10 +10,15 @@
 #   ks_stop           SIGTERM $KS_PID, wait <= 10 s, then SIGKILL; returns the server's exit status
 #   ks_reload         SIGHUP $KS_PID
 #   ks_keyid NAME [DIR]   key id of DIR/keys/NAME.pem (from --list-keys)
+#   ks_keyrefs [NAME...]  after ks_start: KS_DIR/NAME.id (the key id) and KS_DIR/NAME.key, a key
+#                     reference file made by `$LURK_CLI keyref` against the running server, for
+#                     each NAME (default: every key the test client may use, i.e. all but
+#                     p256-restricted); needs LURK_CLI
 #   ks_on_exit CMD    run CMD from the EXIT trap (after every started server is stopped)
 #
 # Every server ks_start starts is also stopped by an EXIT trap, so a failing test never
-# leaves one running.  Needs: LURK_KEYSERVER, LURK_PROVIDER (tests/meson.build sets them).
+# leaves one running (a script that sets its own EXIT trap must call _ks_exit_trap from it;
+# ks_on_exit is simpler).  Needs: LURK_KEYSERVER, LURK_PROVIDER (tests/meson.build sets them).
 #
 # DIR after ks_make_pki:
 #   ca.crt ca.key                     test CA (P-256)
@@ -24,6 +29,9 @@
 #   rogue-client.crt rogue-client.key CN=lurk-test-client, issued by the rogue CA
 #   keys/NAME.pem                     private keys (server side), PKCS#8 PEM
 #   NAME.crt                          certificate for localhost/127.0.0.1 for each tls-server key
+#   openssl.cnf                       default + lurk provider (module $LURK_PROVIDER, this client
+#                                     certificate, config_diagnostics on); ks_start sets its
+#                                     lurk-servers to the port the server bound
 #   p256-enc.pass                     passphrase of keys/p256-enc.pem (encrypted PKCS#8)
 # keys (policy):
 #   rsa2048 rsa3072 rsa4096 p256 p384 p521 ed25519 p256-enc (tls-server)
@@ -102,6 +110,7 @@ _ks_write_openssl_cnf() {
     cat > "$dir/openssl.cnf.tmp" <<CNF
 # Written by tests/lib/keyserver.sh
 openssl_conf = openssl_init
+config_diagnostics = 1
 
 [openssl_init]
 providers = provider_sect
@@ -288,4 +297,16 @@ ks_keyid() {
         awk -v n="$name" '$1 == n { print $2 }')
     [ -n "$id" ] || { echo "ks_keyid: no key '$name' in $dir/keyserver.cnf" >&2; return 1; }
     echo "$id"
+}
+
+ks_keyrefs() {
+    local dir=${KS_DIR:?no key server started} name id names
+    : "${LURK_CLI:?LURK_CLI is not set}"
+    names=${*:-$(echo " $KS_ALL_KEYS " | sed 's/ p256-restricted / /')}
+    for name in $names; do
+        id=$(ks_keyid "$name" "$dir") || return 1
+        echo "$id" > "$dir/$name.id" || return 1
+        "$LURK_CLI" --conf "$dir/openssl.cnf" keyref "$id" -o "$dir/$name.key" >/dev/null ||
+            { echo "ks_keyrefs: lurk keyref $name failed" >&2; return 1; }
+    done
 }

@@ -2,12 +2,14 @@
 /*
  * test_fork.c - lurk keys across fork(), as nginx and haproxy use them.
  *
- * Run by with_server.sh (argv[1] = the directory prov_env.sh made).  Keys
- * are loaded before any fork, from a reference file (PEM_read_bio_
- * PrivateKey_ex) and from a lurk: URI (OSSL_STORE); the parent signs, forks
- * two children that each sign several times on their own connections, then
- * signs again.  Every signature is verified with the default provider.
- * alarm() bounds everything: a deadlock fails the test instead of hanging.
+ * Run by with_server.sh (argv[1] = the directory tests/lib/keyserver.sh
+ * made, with NAME.key and NAME.id for every key).  The sign-policy keys
+ * rsa2048-sign and p256-sign are loaded before any fork, from a reference
+ * file (PEM_read_bio_PrivateKey_ex) and from a lurk: URI (OSSL_STORE); the
+ * parent signs, forks two children that each sign several times on their
+ * own connections, then signs again.  Every signature is verified with the
+ * default provider.  alarm() bounds everything: a deadlock fails the test
+ * instead of hanging.
  */
 #include "prov_test.h"
 
@@ -58,10 +60,10 @@ int main(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/openssl.cnf", argv[1]);
     ctx = pt_libctx(path);
 
-    snprintf(path, sizeof(path), "%s/rsasign.key", argv[1]);
+    snprintf(path, sizeof(path), "%s/rsa2048-sign.key", argv[1]);
     rsa = pt_read_key(ctx, path);
     PT_REQUIRE(rsa != NULL && strcmp(pt_provider_of(rsa), "lurk") == 0);
-    snprintf(path, sizeof(path), "%s/ecsign.id", argv[1]);
+    snprintf(path, sizeof(path), "%s/p256-sign.id", argv[1]);
     f = fopen(path, "r");
     PT_REQUIRE(f != NULL && fgets(id, sizeof(id), f) != NULL);
     fclose(f);

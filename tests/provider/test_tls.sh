@@ -1,33 +1,39 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # test_tls.sh - openssl s_server with lurk keys, checked by openssl s_client
 # (-verify_return_error) and gnutls-cli: TLS 1.3 RSA-PSS, TLS 1.2 ECDHE-RSA
 # with PKCS#1 and with PSS, TLS 1.2 static RSA key exchange, P-256 and P-384
-# ECDSA; each handshake must show up as a remote operation in the key
-# server's audit log.  Every s_server runs on 127.0.0.1, on a fresh port, and
-# is killed by pid.
+# ECDSA, TLS 1.3 Ed25519; each handshake must show up as a remote operation
+# in the key server's audit log.  The key server, its keys and certificates
+# come from tests/lib/keyserver.sh (key references made with `lurk keyref`).
+# Every s_server runs on 127.0.0.1, on a port it picks itself, and is killed
+# by pid.
 set -u
-. "$(dirname "$0")/prov_env.sh"
+. "$(dirname "$0")/../lib/keyserver.sh"
 
 FAILS=0
 T=$(mktemp -d /tmp/lurk-prov-tls-XXXXXX)
 SRV=
-trap '[ -n "$SRV" ] && kill $SRV 2>/dev/null; pv_stop; [ $FAILS -eq 0 ] && rm -rf "$T"' EXIT
+ks_on_exit '[ -n "$SRV" ] && kill $SRV 2>/dev/null; [ $FAILS -eq 0 ] && rm -rf "$T"'
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
 
-pv_setup "$T" || { echo "setup failed"; exit 1; }
-cd "$T"
+{ ks_make_pki "$T" && ks_start "$T" && ks_keyrefs; } > "$T/setup.log" 2>&1 ||
+    { cat "$T/setup.log"; echo "setup failed"; exit 1; }
+export OPENSSL_CONF=$T/openssl.cnf
+cd "$T" || exit 1
 
-# start_server KEY ARGS... : s_server in the background, waits for ACCEPT.
+# start_server KEY ARGS... : s_server in the background on port 0; waits for
+# "ACCEPT 127.0.0.1:PORT" and sets PORT.
 start_server() {
     k=$1; shift
-    PORT=$(pv_free_port)
-    openssl s_server -accept 127.0.0.1:$PORT -cert $k.crt -key $k.key -www "$@" \
+    PORT=
+    openssl s_server -accept 127.0.0.1:0 -cert $k.crt -key $k.key -www "$@" \
         > s_server.out 2> s_server.err < /dev/null &
     SRV=$!
     for _ in $(seq 50); do
-        grep -q ACCEPT s_server.out 2>/dev/null && return 0
+        PORT=$(sed -n 's/^ACCEPT 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' s_server.out 2>/dev/null)
+        [ -n "$PORT" ] && return 0
         sleep 0.1
     done
     cat s_server.err
@@ -56,7 +62,7 @@ handshake() {
     if printf 'GET / HTTP/1.0\r\n\r\n' | timeout 15 openssl s_client -connect 127.0.0.1:$PORT \
         -servername localhost -CAfile ca.crt -verify_return_error $cargs -provider default \
         > s_client.out 2>&1 && grep -q 'Verify return code: 0' s_client.out; then
-        ok "$name: s_client ($(grep -m1 -E '^ *Protocol *:' s_client.out | tr -s ' '))"
+        ok "$name: s_client ($(grep -m1 -oE '^New, TLSv[0-9.]+' s_client.out | cut -c6-))"
     else
         bad "$name: s_client"; tail -5 s_client.out; tail -5 s_server.err
     fi
@@ -91,6 +97,7 @@ handshake "RSA-2048 TLS 1.2 static RSA" rsa2048 'tls-premaster' \
 handshake "P-256 TLS 1.3 ECDSA" p256 'ecdsa/sha256' -- -tls1_3 -- "$G13"
 handshake "P-384 TLS 1.3 ECDSA" p384 'ecdsa/sha384' -- -tls1_3 -- "$G13"
 handshake "P-256 TLS 1.2 ECDHE-ECDSA" p256 'ecdsa/sha256' -- -tls1_2 -- "$G12"
+handshake "Ed25519 TLS 1.3" ed25519 '"alg":"ed25519"' -- -tls1_3 -- "$G13"
 
 echo "test_tls: $FAILS failure(s)"
 [ $FAILS -eq 0 ]
