@@ -8,10 +8,8 @@
  * selection that includes the private key, so libcrypto never builds a
  * public-only default-provider copy and signs with it.
  *
- * No gen, and new/import only on EC and only for public keys: that is how
- * EVP_PKEY_derive_set_peer() hands an ECDH peer to our key exchange (it
- * exports the peer into the keymgmt of the derive context).  Such a key has
- * no key id and can do nothing private.
+ * No gen; new/import only for public keys (see "public-key import" below).
+ * Such a key has no key id and can do nothing private.
  */
 #include "provider.h"
 
@@ -70,7 +68,7 @@ static int lurk_keymgmt_has(const void *keydata, int selection)
         return 0;
     }
     if (selection != 0 && lurk_key_pub(key) == NULL) {
-        return 0;   /* an EC peer object that was never imported */
+        return 0;   /* made by new() for an import that never happened */
     }
     if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0 && !lurk_key_has_private(key)) {
         return 0;
@@ -246,42 +244,100 @@ static const char *lurk_ed25519_keymgmt_query_name(int operation_id)
     return "ED25519";
 }
 
-/* ---- EC public-key import (ECDH peers only) ------------------------------ */
+/* ---- public-key import ---------------------------------------------------- */
 
-static void *lurk_ec_keymgmt_new(void *provctx)
-{
-    return lurk_key_new_empty(provctx, LURK_KEY_EC);
-}
+/*
+ * A public key from another provider can be imported, never a private one.
+ * EVP_PKEY_derive_set_peer() hands an ECDH peer to our key exchange that
+ * way, and EVP_PKEY_eq() / X509_check_private_key() (SSL_CTX_use_PrivateKey,
+ * haproxy, nginx -t) first try to import the certificate's key into the
+ * private key's keymgmt: without an import libcrypto falls back to exporting
+ * ours but leaves a "malloc failure" on the error queue, which nginx then
+ * logs as a stale error on the next handshake.
+ *
+ * libcrypto exports with OSSL_KEYMGMT_SELECT_ALL even for public keys, so
+ * what decides is the data: any private component refuses the import.
+ */
+typedef struct {
+    const char *pub[2];   /* the public parameters, all required */
+    const char *priv;     /* the parameter whose presence means a private key */
+} lurk_import_shape;
 
-static int lurk_ec_keymgmt_import(void *keydata, int selection, const OSSL_PARAM params[])
+static const lurk_import_shape lurk_rsa_import_shape = {
+    { OSSL_PKEY_PARAM_RSA_N, OSSL_PKEY_PARAM_RSA_E }, OSSL_PKEY_PARAM_RSA_D
+};
+static const lurk_import_shape lurk_ec_import_shape = {
+    { OSSL_PKEY_PARAM_GROUP_NAME, OSSL_PKEY_PARAM_PUB_KEY }, OSSL_PKEY_PARAM_PRIV_KEY
+};
+static const lurk_import_shape lurk_ed25519_import_shape = {
+    { OSSL_PKEY_PARAM_PUB_KEY, NULL }, OSSL_PKEY_PARAM_PRIV_KEY
+};
+
+static int lurk_keymgmt_import_shape(void *keydata, int selection, const OSSL_PARAM params[],
+                                     const lurk_import_shape *shape)
 {
-    const OSSL_PARAM *group = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_GROUP_NAME);
-    const OSSL_PARAM *pub = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PUB_KEY);
     OSSL_PARAM pub_only[3];
+    size_t n = 0;
 
-    /* libcrypto exports with OSSL_KEYMGMT_SELECT_ALL even for public keys:
-     * what decides is the data.  A private key is never taken in. */
     if (keydata == NULL || (selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) == 0
-        || OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PRIV_KEY) != NULL || group == NULL
-        || pub == NULL) {
+        || OSSL_PARAM_locate_const(params, shape->priv) != NULL) {
         return 0;
     }
-    pub_only[0] = *group;
-    pub_only[1] = *pub;
-    pub_only[2] = OSSL_PARAM_construct_end();
+    for (size_t i = 0; i < 2 && shape->pub[i] != NULL; i++) {
+        const OSSL_PARAM *p = OSSL_PARAM_locate_const(params, shape->pub[i]);
+
+        if (p == NULL) {
+            return 0;
+        }
+        pub_only[n++] = *p;
+    }
+    pub_only[n] = OSSL_PARAM_construct_end();
     return lurk_key_import_public(keydata, pub_only);
 }
 
+#define LURK_KEYMGMT_IMPORT(alg, type)                                                  \
+    static void *lurk_##alg##_keymgmt_new(void *provctx)                                  \
+    {                                                                                     \
+        return lurk_key_new_empty(provctx, type);                                         \
+    }                                                                                     \
+    static int lurk_##alg##_keymgmt_import(void *keydata, int selection,                  \
+                                           const OSSL_PARAM params[])                     \
+    {                                                                                     \
+        return lurk_keymgmt_import_shape(keydata, selection, params,                      \
+                                         &lurk_##alg##_import_shape);                     \
+    }                                                                                     \
+    static const OSSL_PARAM *lurk_##alg##_keymgmt_import_types(int selection)             \
+    {                                                                                     \
+        return (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0                         \
+                   ? NULL                                                                 \
+                   : lurk_##alg##_import_list;                                            \
+    }
+
+static const OSSL_PARAM lurk_rsa_import_list[] = {
+    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
+    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
+    OSSL_PARAM_END
+};
 static const OSSL_PARAM lurk_ec_import_list[] = {
     OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
     OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
     OSSL_PARAM_END
 };
+static const OSSL_PARAM lurk_ed25519_import_list[] = {
+    OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+    OSSL_PARAM_END
+};
 
-static const OSSL_PARAM *lurk_ec_keymgmt_import_types(int selection)
-{
-    return (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0 ? NULL : lurk_ec_import_list;
-}
+static OSSL_FUNC_keymgmt_new_fn lurk_rsa_keymgmt_new, lurk_ec_keymgmt_new,
+    lurk_ed25519_keymgmt_new;
+static OSSL_FUNC_keymgmt_import_fn lurk_rsa_keymgmt_import, lurk_ec_keymgmt_import,
+    lurk_ed25519_keymgmt_import;
+static OSSL_FUNC_keymgmt_import_types_fn lurk_rsa_keymgmt_import_types,
+    lurk_ec_keymgmt_import_types, lurk_ed25519_keymgmt_import_types;
+
+LURK_KEYMGMT_IMPORT(rsa, LURK_KEY_RSA)
+LURK_KEYMGMT_IMPORT(ec, LURK_KEY_EC)
+LURK_KEYMGMT_IMPORT(ed25519, LURK_KEY_ED25519)
 
 /* ---- dispatch tables ----------------------------------------------------- */
 
@@ -296,20 +352,15 @@ static const OSSL_PARAM *lurk_ec_keymgmt_import_types(int selection)
     { OSSL_FUNC_KEYMGMT_EXPORT_TYPES, (void (*)(void))lurk_##alg##_keymgmt_export_types }, \
     { OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, (void (*)(void))lurk_##alg##_keymgmt_query_name }
 
-const OSSL_DISPATCH lurk_rsa_keymgmt_functions[] = {
-    LURK_KEYMGMT_COMMON(rsa),
-    { 0, NULL }
-};
+#define LURK_KEYMGMT_TABLE(alg)                                                             \
+    const OSSL_DISPATCH lurk_##alg##_keymgmt_functions[] = {                                \
+        { OSSL_FUNC_KEYMGMT_NEW, (void (*)(void))lurk_##alg##_keymgmt_new },                \
+        LURK_KEYMGMT_COMMON(alg),                                                           \
+        { OSSL_FUNC_KEYMGMT_IMPORT, (void (*)(void))lurk_##alg##_keymgmt_import },          \
+        { OSSL_FUNC_KEYMGMT_IMPORT_TYPES, (void (*)(void))lurk_##alg##_keymgmt_import_types }, \
+        { 0, NULL }                                                                         \
+    };
 
-const OSSL_DISPATCH lurk_ec_keymgmt_functions[] = {
-    { OSSL_FUNC_KEYMGMT_NEW, (void (*)(void))lurk_ec_keymgmt_new },
-    LURK_KEYMGMT_COMMON(ec),
-    { OSSL_FUNC_KEYMGMT_IMPORT, (void (*)(void))lurk_ec_keymgmt_import },
-    { OSSL_FUNC_KEYMGMT_IMPORT_TYPES, (void (*)(void))lurk_ec_keymgmt_import_types },
-    { 0, NULL }
-};
-
-const OSSL_DISPATCH lurk_ed25519_keymgmt_functions[] = {
-    LURK_KEYMGMT_COMMON(ed25519),
-    { 0, NULL }
-};
+LURK_KEYMGMT_TABLE(rsa)
+LURK_KEYMGMT_TABLE(ec)
+LURK_KEYMGMT_TABLE(ed25519)
