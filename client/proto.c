@@ -1033,14 +1033,19 @@ end:
 
 /* ------------------------------------------------------ JSON building */
 
+/*
+ * Member names are this file's ASCII constants, so the setters skip
+ * jansson's UTF-8 check of the key (the _nocheck variants); values other
+ * than base64url (ASCII by construction) are still checked.
+ */
 static int set_str(json_t *obj, const char *member, const char *value)
 {
-    return json_object_set_new(obj, member, json_string(value)) == 0;
+    return json_object_set_new_nocheck(obj, member, json_string(value)) == 0;
 }
 
 static int set_int(json_t *obj, const char *member, long long value)
 {
-    return json_object_set_new(obj, member, json_integer(value)) == 0;
+    return json_object_set_new_nocheck(obj, member, json_integer(value)) == 0;
 }
 
 static int set_bin(json_t *obj, const char *member, const lurk_buf *b)
@@ -1053,7 +1058,7 @@ static int set_bin(json_t *obj, const char *member, const lurk_buf *b)
         return 0;
     }
     if (lurk_b64url_encode(b->data, b->len, text, n) == LURK_OK) {
-        ok = json_object_set_new(obj, member, json_stringn(text, n - 1)) == 0;
+        ok = json_object_set_new_nocheck(obj, member, json_stringn_nocheck(text, n - 1)) == 0;
     }
     OPENSSL_clear_free(text, n);
     return ok;
@@ -1067,7 +1072,7 @@ static lurk_err finish_message(const char *name, json_t *body, char **json, size
     char *text = NULL;
     size_t n = 0;
 
-    if (root == NULL || json_object_set_new(root, name, body) != 0) {
+    if (root == NULL || json_object_set_new_nocheck(root, name, body) != 0) {
         if (root == NULL) {
             json_decref(body);
         }

@@ -538,6 +538,13 @@ static void send_body(struct evhttp_request *req, int status, char *body, size_t
     }
     evhttp_send_reply(req, status, NULL, NULL);
     /*
+     * evhttp queues the headers and the body as separate evbuffer chains
+     * and bufferevent_openssl makes one SSL_write, so one TLS record and
+     * one write(2), per chain; the client then needs two reads per record.
+     * One contiguous chain puts the whole reply in a single record.
+     */
+    evbuffer_pullup(bufferevent_get_output(bev), -1);
+    /*
      * A bufferevent writes only once epoll reports the socket writable,
      * one loop iteration later, and evhttp re-arms reading after that:
      * running the write callback now sends the reply in this iteration and
