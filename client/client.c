@@ -617,6 +617,7 @@ static lurk_err lurk_copy_out(const lurk_buf *v, unsigned char *out, size_t *len
 
 static lurk_err lurk_set_key_id(lurk_request *req, const char *key_id, lurk_detail *d)
 {
+    lurk_keyid id;
     size_t n;
 
     if (key_id == NULL) {
@@ -624,8 +625,9 @@ static lurk_err lurk_set_key_id(lurk_request *req, const char *key_id, lurk_deta
         return LURK_ERR_INVALID_ARG;
     }
     n = strlen(key_id);
-    if (n == 0 || n > LURK_KEY_ID_TEXT_MAX) {
-        lurk_detail_set(d, "key id of %zu characters", n);
+    if (n == 0 || n > LURK_KEY_ID_TEXT_MAX || lurk_keyid_parse(key_id, &id) != LURK_OK) {
+        lurk_detail_set(d, "\"%.*s\" is not a key id (the Base32 strong key id, e.g. from "
+                        "`lurk keyid FILE`)", n > 64 ? 64 : (int)n, key_id);
         return LURK_ERR_INVALID_ARG;
     }
     memcpy(req->key_id, key_id, n + 1);

@@ -236,6 +236,9 @@ run_cli() {
     $lurk pubkey "$("$LURK_CLI" keyid "$dir/client.crt")" >"$work/out" 2>&1 && rc=0 || rc=$?
     [ "$rc" = 1 ] && grep -q "^lurk: pubkey: the key is not known to the key server: " "$work/out" \
         && ok "unknown key: exit 1, error line" || notok "unknown key: rc=$rc $(cat "$work/out")"
+    $lurk sign "site.crt" --alg ecdsa --in "$msg" -o "$sig" >"$work/out" 2>&1 && rc=0 || rc=$?
+    [ "$rc" = 1 ] && grep -q '^lurk: sign: an argument is invalid: "site.crt" is not a key id' "$work/out" \
+        && ok "a file name given as key id: exit 1, names it" || notok "bad key id: rc=$rc $(cat "$work/out")"
     "$LURK_CLI" --server "https://127.0.0.1:1" --ca "$dir/ca.crt" --cert "$dir/client.crt" \
         --key "$dir/client.key" --timeout 1000 ping >"$work/out" 2>&1 && rc=0 || rc=$?
     [ "$rc" = 1 ] && grep -q "^lurk: ping: no key server could be reached: " "$work/out" \
