@@ -1,3 +1,4 @@
+SPDX-License-Identifier: Apache-2.0 (test vector, not a secret)
 -----BEGIN PRIVATE KEY-----
 MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDC+LC0rePnMIL7spua6
 426uqhnhrVaGK7QA1k5CxFxVUQTnPvrGFgNA55TCCriKpo2hZANiAARuwEPC2a/S

@@ -1,3 +1,4 @@
+SPDX-License-Identifier: Apache-2.0 (test vector, not a secret)
 -----BEGIN ENCRYPTED PRIVATE KEY-----
 MIIFLTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQInyozxEJPruMCAggA
 MAwGCCqGSIb3DQIJBQAwHQYJYIZIAWUDBAEqBBBXSw5eAfkWPXNb1Kd9llkLBIIE

@@ -1,3 +1,4 @@
+SPDX-License-Identifier: Apache-2.0 (test vector, not a secret)
 -----BEGIN PRIVATE KEY-----
 MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDFibMrIvKwlptb
 lV7i0ZM9pbrCMMi7QjF4ideBkBJjbGm+NZ5gPNuXpHt5bu6HSgA/eTvAwoO4lTIj
