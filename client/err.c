@@ -2,7 +2,9 @@
 /* err.c - the sentence, token and wire status of every lurk_err. */
 #include "lurk_err.h"
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 static const struct {
     const char *name;
@@ -69,4 +71,21 @@ int lurk_err_is_transient(lurk_err err)
 {
     return err == LURK_ERR_UNREACHABLE || err == LURK_ERR_TIMEOUT
            || err == LURK_ERR_RATE_LIMITED || err == LURK_ERR_UNAVAILABLE;
+}
+
+void lurk_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (why == NULL || whylen == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+    for (char *p = why; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) {
+            *p = '?';
+        }
+    }
 }

@@ -11,6 +11,8 @@
 #ifndef LURK_ERR_H
 #define LURK_ERR_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -62,6 +64,13 @@ lurk_err lurk_err_from_status(int status);
 /* Non-zero for errors a client may retry on another server or later
  * (unreachable, timeout, 429, 503). */
 int lurk_err_is_transient(lurk_err err);
+
+/* Formats the reason that goes with an error into why (nothing when why is
+ * NULL or whylen 0).  A reason may quote input and becomes a
+ * StatusDescription or a log line, so it is kept printable ASCII: any other
+ * byte becomes '?'. */
+void lurk_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #ifdef __cplusplus
 }

@@ -276,29 +276,6 @@ static int valid_description(const char *s, size_t len)
 
 /* --------------------------------------------------------------- why */
 
-static void why_set(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void why_set(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why == NULL || whylen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-    /* A reason may quote member names from the input and usually becomes a
-     * StatusDescription: keep it printable ASCII so that it is always a
-     * valid description and safe in a log line. */
-    for (char *p = why; *p != '\0'; p++) {
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) {
-            *p = '?';
-        }
-    }
-}
-
 /* A decoding or checking context: one message body. */
 typedef struct {
     json_t *body;          /* borrowed; NULL when checking a struct */
@@ -320,9 +297,9 @@ static lurk_err dec_fail(lurk_dec *d, lurk_err err, const char *member, const ch
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
     if (member != NULL) {
-        why_set(d->why, d->whylen, "%s.%.40s: %s", d->msg, member, reason);
+        lurk_why(d->why, d->whylen, "%s.%.40s: %s", d->msg, member, reason);
     } else {
-        why_set(d->why, d->whylen, "%s: %s", d->msg, reason);
+        lurk_why(d->why, d->whylen, "%s: %s", d->msg, reason);
     }
     return err;
 }
@@ -521,17 +498,17 @@ static lurk_err parse_envelope(const char *json, size_t len, json_t **root, cons
 
     *root = NULL;
     if (len > LURK_MAX_MESSAGE) {
-        why_set(why, whylen, "message: %zu bytes exceeds the limit of %d bytes", len,
+        lurk_why(why, whylen, "message: %zu bytes exceeds the limit of %d bytes", len,
                 LURK_MAX_MESSAGE);
         return LURK_ERR_TOO_LARGE;
     }
     *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (*root == NULL) {
-        why_set(why, whylen, "message: invalid JSON: %s (byte %d)", jerr.text, jerr.position);
+        lurk_why(why, whylen, "message: invalid JSON: %s (byte %d)", jerr.text, jerr.position);
         return LURK_ERR_INVALID_FORMAT;
     }
     if (!json_is_object(*root) || json_object_size(*root) != 1) {
-        why_set(why, whylen, "message: expected an object with exactly one member");
+        lurk_why(why, whylen, "message: expected an object with exactly one member");
         return LURK_ERR_INVALID_FORMAT;
     }
     json_object_foreach(*root, key, value) {
@@ -539,7 +516,7 @@ static lurk_err parse_envelope(const char *json, size_t len, json_t **root, cons
         *body = value;
     }
     if (!json_is_object(*body)) {
-        why_set(why, whylen, "%.32s: expected an object", *name);
+        lurk_why(why, whylen, "%.32s: expected an object", *name);
         return LURK_ERR_INVALID_FORMAT;
     }
     return LURK_OK;
@@ -804,7 +781,7 @@ static lurk_err check_request(lurk_dec *d, const lurk_request *r)
         break;
 
     default:
-        why_set(d->why, d->whylen, "message: unknown transaction");
+        lurk_why(d->why, d->whylen, "message: unknown transaction");
         return bad;
     }
     return LURK_OK;
@@ -990,7 +967,7 @@ lurk_err lurk_proto_decode_request(const char *json, size_t len, lurk_request *o
     const char *name = NULL;
     lurk_dec d;
 
-    why_set(why, whylen, "%s", "");
+    lurk_why(why, whylen, "%s", "");
     if (out == NULL || (json == NULL && len > 0)) {
         return LURK_ERR_INVALID_ARG;
     }
@@ -1001,7 +978,7 @@ lurk_err lurk_proto_decode_request(const char *json, size_t len, lurk_request *o
     }
     out->type = tx_from_message(name, "Request");
     if (out->type == LURK_TX__COUNT) {
-        why_set(why, whylen, "message: unknown message \"%.40s\"", name);
+        lurk_why(why, whylen, "message: unknown message \"%.40s\"", name);
         ret = LURK_ERR_INVALID_FORMAT;
         goto end;
     }
@@ -1614,7 +1591,7 @@ lurk_err lurk_proto_decode_response(const char *json, size_t len, lurk_tx expect
     char want[LURK_MSG_NAME_MAX];
     lurk_dec d;
 
-    why_set(why, whylen, "%s", "");
+    lurk_why(why, whylen, "%s", "");
     if (out == NULL || (json == NULL && len > 0) || (int)expected < 0
         || expected > LURK_TX__COUNT) {
         return LURK_ERR_INVALID_ARG;
@@ -1634,13 +1611,13 @@ lurk_err lurk_proto_decode_response(const char *json, size_t len, lurk_tx expect
         out->type = expected;
     } else {
         out->type = LURK_TX__COUNT;
-        why_set(why, whylen, "message: expected \"%s\" or \"%s\", got \"%.40s\"", want,
+        lurk_why(why, whylen, "message: expected \"%s\" or \"%s\", got \"%.40s\"", want,
                 LURK_LURK_RESPONSE, name);
         ret = LURK_ERR_INVALID_FORMAT;
         goto end;
     }
     if (out->type == LURK_TX__COUNT && strcmp(name, LURK_LURK_RESPONSE) != 0) {
-        why_set(why, whylen, "message: unknown message \"%.40s\"", name);
+        lurk_why(why, whylen, "message: unknown message \"%.40s\"", name);
         ret = LURK_ERR_INVALID_FORMAT;
         goto end;
     }

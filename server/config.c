@@ -41,21 +41,6 @@ static const char *const key_keys[] = {
     "file", "uri", "passphrase_file", "policy", "clients", NULL,
 };
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why == NULL || whylen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 static int in_list(const char *name, const char *const *list)
 {
     for (size_t i = 0; list[i] != NULL; i++) {
@@ -316,7 +301,7 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
     sk = NCONF_get_section(cnf, section);
     if (sk == NULL) {
         where(at, sizeof(at), conf->path, "keys", name);
-        set_why(why, whylen, "%s: key '%s' names section [%s], which does not exist", at, name,
+        lurk_why(why, whylen, "%s: key '%s' names section [%s], which does not exist", at, name,
                 section);
         goto end;
     }
@@ -325,7 +310,7 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
 
         where(at, sizeof(at), conf->path, section, v->name);
         if (!in_list(v->name, key_keys)) {
-            set_why(why, whylen, "%s: unknown key '%s' (known: file, uri, passphrase_file, "
+            lurk_why(why, whylen, "%s: unknown key '%s' (known: file, uri, passphrase_file, "
                     "policy, clients)", at, v->name);
             goto end;
         }
@@ -337,7 +322,7 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
             k->passphrase_file = resolve(conf->dir, v->value);
         } else if (strcmp(v->name, "policy") == 0) {
             if (lurk_policy_from_name(v->value, &k->policy) != LURK_OK) {
-                set_why(why, whylen, "%s: unknown policy '%s' (tls-server, sign, decrypt or "
+                lurk_why(why, whylen, "%s: unknown policy '%s' (tls-server, sign, decrypt or "
                         "agree)", at, v->value);
                 goto end;
             }
@@ -357,7 +342,7 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
             }
             k->n_clients = k->clients != NULL ? n : 0;
             if (e == LURK_ERR_CONFIG) {
-                set_why(why, whylen, "%s: more than %d clients", at,
+                lurk_why(why, whylen, "%s: more than %d clients", at,
                         LURK_SRV_MAX_CLIENTS_PER_KEY);
                 goto end;
             }
@@ -366,14 +351,14 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
                 goto end;
             }
             if (n == 0) {
-                set_why(why, whylen, "%s: empty client list (leave the key out to allow any "
+                lurk_why(why, whylen, "%s: empty client list (leave the key out to allow any "
                         "client)", at);
                 goto end;
             }
         }
     }
     if ((k->file == NULL) == (k->uri == NULL)) {
-        set_why(why, whylen, "%s, [%s]: key '%s' needs exactly one of 'file' or 'uri'",
+        lurk_why(why, whylen, "%s, [%s]: key '%s' needs exactly one of 'file' or 'uri'",
                 conf->path, section, name);
         goto end;
     }
@@ -381,7 +366,7 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
 
 end:
     if (err == LURK_ERR_NOMEM) {
-        set_why(why, whylen, "out of memory reading %s", conf->path);
+        lurk_why(why, whylen, "out of memory reading %s", conf->path);
     }
     return err;
 }
@@ -397,13 +382,13 @@ static lurk_err load_keys(CONF *cnf, lurk_srv_conf *conf, const char *section, c
         char at[512];
 
         where(at, sizeof(at), conf->path, SECTION, "keys");
-        set_why(why, whylen, "%s: section [%s] does not exist", at, section);
+        lurk_why(why, whylen, "%s: section [%s] does not exist", at, section);
         return LURK_ERR_CONFIG;
     }
     n = sk_CONF_VALUE_num(sk);
     conf->keys = calloc(n > 0 ? (size_t)n : 1, sizeof(*conf->keys));
     if (conf->keys == NULL) {
-        set_why(why, whylen, "out of memory reading %s", conf->path);
+        lurk_why(why, whylen, "out of memory reading %s", conf->path);
         return LURK_ERR_NOMEM;
     }
     for (int i = 0; i < n; i++) {
@@ -480,7 +465,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
         goto end;
     }
     if (conf->dir == NULL) {
-        set_why(why, whylen, "%s: cannot resolve its directory: %s", path, strerror(errno));
+        lurk_why(why, whylen, "%s: cannot resolve its directory: %s", path, strerror(errno));
         goto end;
     }
 
@@ -492,17 +477,17 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
     if (NCONF_load(cnf, path, &eline) <= 0) {
         lurk_srv_ossl_reason(reason, sizeof(reason));
         if (eline > 0) {
-            set_why(why, whylen, "%s line %ld: syntax error (%s)", path, eline, reason);
+            lurk_why(why, whylen, "%s line %ld: syntax error (%s)", path, eline, reason);
         } else if (access(path, R_OK) != 0) {
-            set_why(why, whylen, "%s: cannot read: %s", path, strerror(errno));
+            lurk_why(why, whylen, "%s: cannot read: %s", path, strerror(errno));
         } else {
-            set_why(why, whylen, "%s: cannot load (%s)", path, reason);
+            lurk_why(why, whylen, "%s: cannot load (%s)", path, reason);
         }
         goto end;
     }
     sk = NCONF_get_section(cnf, SECTION);
     if (sk == NULL) {
-        set_why(why, whylen, "%s: no [%s] section", path, SECTION);
+        lurk_why(why, whylen, "%s: no [%s] section", path, SECTION);
         goto end;
     }
     for (int i = 0; i < sk_CONF_VALUE_num(sk); i++) {
@@ -514,7 +499,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
 
         where(at, sizeof(at), path, SECTION, name);
         if (!in_list(name, server_keys)) {
-            set_why(why, whylen, "%s: unknown key '%s'", at, name);
+            lurk_why(why, whylen, "%s: unknown key '%s'", at, name);
             goto end;
         }
         if (strcmp(name, "listen") == 0) {
@@ -528,7 +513,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
             }
             if (err != LURK_OK || conf->n_listen == 0) {
                 err = LURK_ERR_CONFIG;
-                set_why(why, whylen, "%s: expected one to %d ADDR:PORT, comma-separated", at,
+                lurk_why(why, whylen, "%s: expected one to %d ADDR:PORT, comma-separated", at,
                         LURK_SRV_MAX_LISTEN);
                 goto end;
             }
@@ -538,7 +523,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
                 int port;
 
                 if (lurk_srv_split_addr(conf->listen[j], host, sizeof(host), &port) != LURK_OK) {
-                    set_why(why, whylen, "%s: '%s' is not ADDR:PORT (IPv6: [ADDR]:PORT)", at,
+                    lurk_why(why, whylen, "%s: '%s' is not ADDR:PORT (IPv6: [ADDR]:PORT)", at,
                             conf->listen[j]);
                     goto end;
                 }
@@ -561,7 +546,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
                 hi = MAX_BODY_CAP;
             }
             if (!parse_int(v->value, lo, hi, &num)) {
-                set_why(why, whylen, "%s: '%s' is not an integer in %ld..%ld", at, v->value, lo,
+                lurk_why(why, whylen, "%s: '%s' is not an integer in %ld..%ld", at, v->value, lo,
                         hi);
                 goto end;
             }
@@ -587,7 +572,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
             continue;
         }
         if (v->value[0] == '\0') {
-            set_why(why, whylen, "%s: empty value", at);
+            lurk_why(why, whylen, "%s: empty value", at);
             goto end;
         }
         if (strcmp(name, "unix_socket") == 0) {
@@ -629,17 +614,17 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
                                                         : NULL;
 
         if (missing != NULL) {
-            set_why(why, whylen, "%s, [%s]: '%s' is required for TCP listeners (mutual TLS is "
+            lurk_why(why, whylen, "%s, [%s]: '%s' is required for TCP listeners (mutual TLS is "
                     "mandatory)", path, SECTION, missing);
             goto end;
         }
     }
     if (conf->key_dir_passphrase_file != NULL && conf->key_dir == NULL) {
-        set_why(why, whylen, "%s, [%s]: key_dir_passphrase_file without key_dir", path, SECTION);
+        lurk_why(why, whylen, "%s, [%s]: key_dir_passphrase_file without key_dir", path, SECTION);
         goto end;
     }
     if (conf->key_dir == NULL && conf->n_keys == 0) {
-        set_why(why, whylen, "%s, [%s]: no keys: set key_dir and/or keys", path, SECTION);
+        lurk_why(why, whylen, "%s, [%s]: no keys: set key_dir and/or keys", path, SECTION);
         goto end;
     }
     err = LURK_OK;
@@ -648,7 +633,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
 
 end:
     if (err == LURK_ERR_NOMEM) {
-        set_why(why, whylen, "out of memory reading %s", path);
+        lurk_why(why, whylen, "out of memory reading %s", path);
     }
     NCONF_free(cnf);
     lurk_srv_conf_free(conf);
@@ -665,7 +650,7 @@ lurk_err lurk_srv_conf_keystore(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
     *out = NULL;
     err = lurk_srv_keystore_new(libctx, NULL, &ks);
     if (err != LURK_OK) {
-        set_why(why, whylen, "cannot create the key store: %s", lurk_err_str(err));
+        lurk_why(why, whylen, "cannot create the key store: %s", lurk_err_str(err));
         goto end;
     }
     for (size_t i = 0; i < conf->n_keys; i++) {
@@ -685,9 +670,9 @@ lurk_err lurk_srv_conf_keystore(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
         if (err != LURK_OK) {
             /* the key store's sentence names the key already */
             if (inner[0] != '\0') {
-                set_why(why, whylen, "%s, [%s]: %s", conf->path, k->section, inner);
+                lurk_why(why, whylen, "%s, [%s]: %s", conf->path, k->section, inner);
             } else {
-                set_why(why, whylen, "%s, [%s]: key '%s': %s", conf->path, k->section, k->name,
+                lurk_why(why, whylen, "%s, [%s]: key '%s': %s", conf->path, k->section, k->name,
                         lurk_err_str(err));
             }
             goto end;
@@ -698,7 +683,7 @@ lurk_err lurk_srv_conf_keystore(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
         err = lurk_srv_keystore_add_dir(ks, conf->key_dir, conf->key_dir_passphrase_file, inner,
                                         sizeof(inner));
         if (err != LURK_OK) {
-            set_why(why, whylen, "%s, [%s] key_dir %s: %s", conf->path, SECTION, conf->key_dir,
+            lurk_why(why, whylen, "%s, [%s] key_dir %s: %s", conf->path, SECTION, conf->key_dir,
                     inner[0] != '\0' ? inner : lurk_err_str(err));
             goto end;
         }

@@ -50,18 +50,6 @@ static char made[512];
 static char reused[512];
 static char updated[512];
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 static void note(char *list, size_t len, const char *name)
 {
     size_t n = strlen(list);
@@ -298,14 +286,14 @@ static lurk_err ensure_pair(OSSL_LIB_CTX *libctx, const char *dir, const char *k
 
     if (key_path == NULL || cert_path == NULL) {
         err = LURK_ERR_NOMEM;
-        set_why(why, whylen, "out of memory");
+        lurk_why(why, whylen, "out of memory");
         goto end;
     }
     pkey = read_key(libctx, key_path);
     if (pkey == NULL) {
         pkey = gen_key(libctx, rsa);
         if (pkey == NULL || !write_key(key_path, pkey, libctx)) {
-            set_why(why, whylen, "cannot write %s: %s", key_path, strerror(errno));
+            lurk_why(why, whylen, "cannot write %s: %s", key_path, strerror(errno));
             goto end;
         }
         note(made, sizeof(made), key_name);
@@ -323,7 +311,7 @@ static lurk_err ensure_pair(OSSL_LIB_CTX *libctx, const char *dir, const char *k
     X509_free(x);
     x = make_cert(libctx, cn, pkey, ca, ca_key, kind);
     if (x == NULL || !write_cert(cert_path, x)) {
-        set_why(why, whylen, "cannot write %s: %s", cert_path,
+        lurk_why(why, whylen, "cannot write %s: %s", cert_path,
                 x == NULL ? "certificate creation failed" : strerror(errno));
         goto end;
     }
@@ -350,7 +338,7 @@ static lurk_err ensure_ca(OSSL_LIB_CTX *libctx, const char *dir, X509 **ca, EVP_
     *ca_key = NULL;
     if (key_path == NULL || cert_path == NULL) {
         err = LURK_ERR_NOMEM;
-        set_why(why, whylen, "out of memory");
+        lurk_why(why, whylen, "out of memory");
         goto end;
     }
     *ca_key = read_key(libctx, key_path);
@@ -365,7 +353,7 @@ static lurk_err ensure_ca(OSSL_LIB_CTX *libctx, const char *dir, X509 **ca, EVP_
     *ca_key = gen_key(libctx, 0);
     *ca = *ca_key != NULL ? make_cert(libctx, "lurk dev CA", *ca_key, NULL, NULL, CERT_CA) : NULL;
     if (*ca == NULL || !write_key(key_path, *ca_key, libctx) || !write_cert(cert_path, *ca)) {
-        set_why(why, whylen, "cannot make the dev CA in %s: %s", dir, strerror(errno));
+        lurk_why(why, whylen, "cannot make the dev CA in %s: %s", dir, strerror(errno));
         goto end;
     }
     note(made, sizeof(made), "ca.crt ca.key");
@@ -395,7 +383,7 @@ static lurk_err write_text(const char *dir, const char *name, const char *text, 
     int rc = path != NULL ? write_if_changed(path, text, strlen(text), mode) : -1;
 
     if (rc < 0) {
-        set_why(why, whylen, "cannot write %s/%s: %s", dir, name, strerror(errno));
+        lurk_why(why, whylen, "cannot write %s/%s: %s", dir, name, strerror(errno));
         free(path);
         return LURK_ERR_IO;
     }
@@ -414,7 +402,7 @@ static lurk_err ensure_key(OSSL_LIB_CTX *libctx, const char *dir, const char *su
     lurk_err err = LURK_ERR_IO;
 
     if (sub == NULL || path == NULL || !ensure_dir(sub)) {
-        set_why(why, whylen, "cannot create %s/%s: %s", dir, subdir, strerror(errno));
+        lurk_why(why, whylen, "cannot create %s/%s: %s", dir, subdir, strerror(errno));
         goto end;
     }
     if (access(path, F_OK) == 0) {
@@ -424,7 +412,7 @@ static lurk_err ensure_key(OSSL_LIB_CTX *libctx, const char *dir, const char *su
     }
     pkey = gen_key(libctx, 0);
     if (pkey == NULL || !write_key(path, pkey, libctx)) {
-        set_why(why, whylen, "cannot write %s", path);
+        lurk_why(why, whylen, "cannot write %s", path);
         goto end;
     }
     note(made, sizeof(made), key_name);
@@ -452,18 +440,18 @@ lurk_err lurk_srv_dev_prepare(const char *dir, const char *listen, OSSL_LIB_CTX 
     *conf_path = NULL;
     made[0] = reused[0] = updated[0] = '\0';
     if (lurk_srv_split_addr(listen, host, sizeof(host), &port) != LURK_OK) {
-        set_why(why, whylen, "--listen %s: expected ADDR:PORT", listen);
+        lurk_why(why, whylen, "--listen %s: expected ADDR:PORT", listen);
         err = LURK_ERR_CONFIG;
         goto end;
     }
     if (!ensure_dir(dir)) {
-        set_why(why, whylen, "cannot create %s: %s", dir, strerror(errno));
+        lurk_why(why, whylen, "cannot create %s: %s", dir, strerror(errno));
         goto end;
     }
     abs = realpath(dir, NULL);
     keys = abs != NULL ? join(abs, "keys") : NULL;
     if (keys == NULL || !ensure_dir(keys)) {
-        set_why(why, whylen, "cannot create %s/keys: %s", dir, strerror(errno));
+        lurk_why(why, whylen, "cannot create %s/keys: %s", dir, strerror(errno));
         goto end;
     }
     err = ensure_ca(libctx, abs, &ca, &ca_key, why, whylen);
@@ -516,7 +504,7 @@ lurk_err lurk_srv_dev_prepare(const char *dir, const char *listen, OSSL_LIB_CTX 
     *conf_path = join(abs, "keyserver.cnf");
     if (*conf_path == NULL) {
         err = LURK_ERR_NOMEM;
-        set_why(why, whylen, "out of memory");
+        lurk_why(why, whylen, "out of memory");
     }
 
 end:
@@ -570,7 +558,7 @@ static lurk_err write_keyref(OSSL_LIB_CTX *libctx, const char *dir, const char *
     pkey = key_path != NULL ? read_key(libctx, key_path) : NULL;
     spki_len = pkey != NULL ? i2d_PUBKEY(pkey, &spki) : -1;
     if (spki_len <= 0) {
-        set_why(why, whylen, "cannot read %s/%s", dir, key_file);
+        lurk_why(why, whylen, "cannot read %s/%s", dir, key_file);
         err = LURK_ERR_IO;
         goto end;
     }
@@ -579,7 +567,7 @@ static lurk_err write_keyref(OSSL_LIB_CTX *libctx, const char *dir, const char *
         err = lurk_keyref_encode_pem(&ref, &pem, &pem_len);
     }
     if (err != LURK_OK) {
-        set_why(why, whylen, "cannot make the key reference %s: %s", ref_file,
+        lurk_why(why, whylen, "cannot make the key reference %s: %s", ref_file,
                 lurk_err_str(err));
         goto end;
     }
@@ -609,11 +597,11 @@ lurk_err lurk_srv_dev_publish(const char *dir, const char *addr, OSSL_LIB_CTX *l
     lurk_err err = LURK_ERR_IO;
 
     if (abs == NULL) {
-        set_why(why, whylen, "%s: %s", dir, strerror(errno));
+        lurk_why(why, whylen, "%s: %s", dir, strerror(errno));
         goto end;
     }
     if (lurk_srv_split_addr(addr, host, sizeof(host), &port) != LURK_OK) {
-        set_why(why, whylen, "no TCP listener to publish");
+        lurk_why(why, whylen, "no TCP listener to publish");
         err = LURK_ERR_CONFIG;
         goto end;
     }

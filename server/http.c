@@ -145,18 +145,6 @@ static int conn_idx = -1;
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 static void rfc3339_now(char *out, size_t len)
 {
     struct timespec ts;
@@ -188,40 +176,40 @@ lurk_err lurk_srv_tls_ctx_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx, S
     ERR_clear_error();
     ctx = SSL_CTX_new_ex(libctx, NULL, TLS_server_method());
     if (ctx == NULL) {
-        set_why(why, whylen, "cannot create a TLS context: %s",
+        lurk_why(why, whylen, "cannot create a TLS context: %s",
                 lurk_srv_ossl_reason(reason, sizeof(reason)));
         err = LURK_ERR_INTERNAL;
         goto end;
     }
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
-        set_why(why, whylen, "cannot require TLS 1.2");
+        lurk_why(why, whylen, "cannot require TLS 1.2");
         err = LURK_ERR_INTERNAL;
         goto end;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (SSL_CTX_use_certificate_chain_file(ctx, conf->tls_cert) != 1) {
-        set_why(why, whylen, "%s, [keyserver] tls_cert %s: %s", conf->path, conf->tls_cert,
+        lurk_why(why, whylen, "%s, [keyserver] tls_cert %s: %s", conf->path, conf->tls_cert,
                 lurk_srv_ossl_reason(reason, sizeof(reason)));
         goto end;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, conf->tls_key, SSL_FILETYPE_PEM) != 1) {
-        set_why(why, whylen, "%s, [keyserver] tls_key %s: %s", conf->path, conf->tls_key,
+        lurk_why(why, whylen, "%s, [keyserver] tls_key %s: %s", conf->path, conf->tls_key,
                 lurk_srv_ossl_reason(reason, sizeof(reason)));
         goto end;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        set_why(why, whylen, "%s: tls_key %s does not match tls_cert %s", conf->path,
+        lurk_why(why, whylen, "%s: tls_key %s does not match tls_cert %s", conf->path,
                 conf->tls_key, conf->tls_cert);
         goto end;
     }
     if (SSL_CTX_load_verify_file(ctx, conf->client_ca) != 1) {
-        set_why(why, whylen, "%s, [keyserver] client_ca %s: %s", conf->path, conf->client_ca,
+        lurk_why(why, whylen, "%s, [keyserver] client_ca %s: %s", conf->path, conf->client_ca,
                 lurk_srv_ossl_reason(reason, sizeof(reason)));
         goto end;
     }
     cas = SSL_load_client_CA_file_ex(conf->client_ca, libctx, NULL);
     if (cas == NULL) {
-        set_why(why, whylen, "%s, [keyserver] client_ca %s: no CA certificate in it",
+        lurk_why(why, whylen, "%s, [keyserver] client_ca %s: no CA certificate in it",
                 conf->path, conf->client_ca);
         goto end;
     }
@@ -821,27 +809,27 @@ static evutil_socket_t bind_tcp(const char *host, int port, int reuseport, int *
     snprintf(portstr, sizeof(portstr), "%d", port);
     rc = getaddrinfo(host, portstr, &hints, &ai);
     if (rc != 0) {
-        set_why(why, whylen, "listen %s:%d: %s", host, port, gai_strerror(rc));
+        lurk_why(why, whylen, "listen %s:%d: %s", host, port, gai_strerror(rc));
         goto end;
     }
     fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
-        set_why(why, whylen, "listen %s:%d: socket: %s", host, port, strerror(errno));
+        lurk_why(why, whylen, "listen %s:%d: socket: %s", host, port, strerror(errno));
         goto end;
     }
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0
         || (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)) {
-        set_why(why, whylen, "listen %s:%d: setsockopt: %s", host, port, strerror(errno));
+        lurk_why(why, whylen, "listen %s:%d: setsockopt: %s", host, port, strerror(errno));
         goto fail;
     }
     /* accepted sockets inherit it on Linux; on_conn_event sets it again */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
-        set_why(why, whylen, "listen %s:%d: %s", host, port, strerror(errno));
+        lurk_why(why, whylen, "listen %s:%d: %s", host, port, strerror(errno));
         goto fail;
     }
     if (getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
-        set_why(why, whylen, "listen %s:%d: getsockname: %s", host, port, strerror(errno));
+        lurk_why(why, whylen, "listen %s:%d: getsockname: %s", host, port, strerror(errno));
         goto fail;
     }
     *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
@@ -868,34 +856,34 @@ static evutil_socket_t bind_unix(const char *path, char *why, size_t whylen)
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
     if (strlen(path) >= sizeof(sun.sun_path)) {
-        set_why(why, whylen, "unix_socket %s: path too long", path);
+        lurk_why(why, whylen, "unix_socket %s: path too long", path);
         goto end;
     }
     memcpy(sun.sun_path, path, strlen(path));
     /* a socket left by a previous run; anything else is never removed */
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
-            set_why(why, whylen, "unix_socket %s: exists and is not a socket", path);
+            lurk_why(why, whylen, "unix_socket %s: exists and is not a socket", path);
             goto end;
         }
         unlink(path);
     }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        set_why(why, whylen, "unix_socket %s: %s", path, strerror(errno));
+        lurk_why(why, whylen, "unix_socket %s: %s", path, strerror(errno));
         goto end;
     }
     old = umask(0117);
     if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
         umask(old);
-        set_why(why, whylen, "unix_socket %s: %s", path, strerror(errno));
+        lurk_why(why, whylen, "unix_socket %s: %s", path, strerror(errno));
         close(fd);
         fd = -1;
         goto end;
     }
     umask(old);
     if (chmod(path, 0660) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
-        set_why(why, whylen, "unix_socket %s: %s", path, strerror(errno));
+        lurk_why(why, whylen, "unix_socket %s: %s", path, strerror(errno));
         close(fd);
         fd = -1;
         unlink(path);
@@ -963,13 +951,13 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
     if (conn_idx < 0) {
         conn_idx = SSL_get_ex_new_index(0, "lurk conn", NULL, NULL, conn_ex_free);
         if (conn_idx < 0) {
-            set_why(why, whylen, "cannot register SSL ex_data");
+            lurk_why(why, whylen, "cannot register SSL ex_data");
             goto end;
         }
     }
     h = calloc(1, sizeof(*h));
     if (h == NULL) {
-        set_why(why, whylen, "out of memory");
+        lurk_why(why, whylen, "out of memory");
         goto end;
     }
     pthread_mutex_init(&h->lock, NULL);
@@ -993,7 +981,7 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
     h->n_loops = (size_t)conf->threads;
     h->loops = calloc(h->n_loops, sizeof(*h->loops));
     if (h->loops == NULL) {
-        set_why(why, whylen, "out of memory");
+        lurk_why(why, whylen, "out of memory");
         goto end;
     }
     for (size_t i = 0; i < h->n_loops; i++) {
@@ -1004,7 +992,7 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
         char host[256];
 
         if (lurk_srv_split_addr(conf->listen[j], host, sizeof(host), &ports[j]) != LURK_OK) {
-            set_why(why, whylen, "bad listen address '%s'", conf->listen[j]);
+            lurk_why(why, whylen, "bad listen address '%s'", conf->listen[j]);
             err = LURK_ERR_CONFIG;
             goto end;
         }
@@ -1017,19 +1005,19 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
         l->index = i;
         l->base = new_base();
         if (l->base == NULL || pipe2(l->ctl, O_NONBLOCK | O_CLOEXEC) != 0) {
-            set_why(why, whylen, "cannot create event loop %zu", i);
+            lurk_why(why, whylen, "cannot create event loop %zu", i);
             goto end;
         }
         l->ctl_ev = event_new(l->base, l->ctl[0], EV_READ | EV_PERSIST, on_ctl, l);
         if (l->ctl_ev == NULL || event_add(l->ctl_ev, NULL) != 0) {
-            set_why(why, whylen, "cannot create event loop %zu", i);
+            lurk_why(why, whylen, "cannot create event loop %zu", i);
             goto end;
         }
         loop_refresh(l);
         if (conf->n_listen > 0) {
             l->https = make_evhttp(l, 1);
             if (l->https == NULL) {
-                set_why(why, whylen, "cannot create HTTP server %zu", i);
+                lurk_why(why, whylen, "cannot create HTTP server %zu", i);
                 goto end;
             }
         }
@@ -1058,7 +1046,7 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
             l->bound[l->n_bound] = evhttp_accept_socket_with_handle(l->https, fd);
             if (l->bound[l->n_bound] == NULL) {
                 close(fd);
-                set_why(why, whylen, "listen %s: cannot accept", conf->listen[j]);
+                lurk_why(why, whylen, "listen %s: cannot accept", conf->listen[j]);
                 goto end;
             }
             l->n_bound++;
@@ -1078,14 +1066,14 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
             l->plain = make_evhttp(l, 0);
             if (h->unix_path == NULL || l->plain == NULL) {
                 close(fd);
-                set_why(why, whylen, "cannot create the unix socket server");
+                lurk_why(why, whylen, "cannot create the unix socket server");
                 goto end;
             }
             l->bound_http[l->n_bound] = l->plain;
             l->bound[l->n_bound] = evhttp_accept_socket_with_handle(l->plain, fd);
             if (l->bound[l->n_bound] == NULL) {
                 close(fd);
-                set_why(why, whylen, "unix_socket %s: cannot accept", conf->unix_socket);
+                lurk_why(why, whylen, "unix_socket %s: cannot accept", conf->unix_socket);
                 goto end;
             }
             l->n_bound++;
@@ -1118,7 +1106,7 @@ lurk_err lurk_srv_http_start(LURK_SRV_HTTP *h, char *why, size_t whylen)
         int rc = pthread_create(&l->thread, NULL, loop_main, l);
 
         if (rc != 0) {
-            set_why(why, whylen, "cannot start event loop thread: %s", strerror(rc));
+            lurk_why(why, whylen, "cannot start event loop thread: %s", strerror(rc));
             return LURK_ERR_INTERNAL;
         }
         l->started = 1;
