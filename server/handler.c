@@ -18,6 +18,20 @@
  * rejection, RFC 5246 7.4.7.1) and nothing here branches on it.
  * Secrets (premaster, shared secrets) live in a stack buffer cleansed
  * before return; the audit record never sees payload bytes.
+ *
+ * Signing reuses ready state.  Setting up a signature (EVP_DigestSignInit_ex:
+ * the key's operation context plus fetches of the signature and digest
+ * implementations) costs about a tenth of an ECDSA P-256 signature, and
+ * OpenSSL 3.0 cannot reinitialise a context after a one-shot sign.  So each
+ * key keeps, in its keystore cache, one template per (input kind,
+ * algorithm, digest) made on first use and never used to sign; a request
+ * signs with a copy (EVP_MD_CTX_copy_ex / EVP_PKEY_CTX_dup only read the
+ * source and take references, so threads copy one template concurrently).
+ * The slot fixes every parameter the template was made with (rsa-pss: only
+ * SaltLength = digest size, what TLS uses, is cached; others set up afresh),
+ * so a copy never signs with another request's parameters.  The templates
+ * are made with the library context of the first request: a store serves
+ * one handler context (the server has one).
  */
 #include "lurk_srv.h"
 
@@ -67,6 +81,34 @@ static void lurk_h_copy_clean(char *dst, size_t dstlen, const char *src)
     dst[i] = '\0';
 }
 
+/* src (may be NULL) into dst, truncated; the cheap snprintf("%s"). */
+static void lurk_h_copy(char *dst, size_t dstlen, const char *src)
+{
+    size_t n = src != NULL ? strlen(src) : 0;
+
+    if (dstlen == 0) {
+        return;
+    }
+    if (n >= dstlen) {
+        n = dstlen - 1;
+    }
+    memcpy(dst, src != NULL ? src : "", n);
+    dst[n] = '\0';
+}
+
+/* a, then "/" and b when b is not NULL. */
+static void lurk_h_copy2(char *dst, size_t dstlen, const char *a, const char *b)
+{
+    size_t n;
+
+    lurk_h_copy(dst, dstlen, a);
+    n = strlen(dst);
+    if (b != NULL && n + 1 < dstlen) {
+        dst[n] = '/';
+        lurk_h_copy(dst + n + 1, dstlen - n - 1, b);
+    }
+}
+
 static const char *lurk_h_ossl_md(lurk_md md)
 {
     switch (md) {
@@ -81,19 +123,45 @@ static const char *lurk_h_ossl_md(lurk_md md)
     }
 }
 
+/* The last second formatted by this thread: requests come many a second,
+ * so calendar conversion and strftime run once a second per loop. */
+static __thread struct {
+    time_t sec;
+    size_t len; /* 0: nothing formatted yet */
+    char text[24];
+} lurk_h_clock;
+
 static void lurk_h_audit_time(lurk_srv_audit_rec *rec)
 {
     struct timespec ts;
     struct tm tm;
+    int ms;
     size_t n;
 
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || gmtime_r(&ts.tv_sec, &tm) == NULL) {
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
         return;
     }
-    n = strftime(rec->time, sizeof(rec->time), "%Y-%m-%dT%H:%M:%S", &tm);
-    if (n > 0 && n + 6 <= sizeof(rec->time)) {
-        snprintf(rec->time + n, sizeof(rec->time) - n, ".%03dZ", (int)(ts.tv_nsec / 1000000L));
+    if (lurk_h_clock.len == 0 || lurk_h_clock.sec != ts.tv_sec) {
+        lurk_h_clock.len = 0;
+        if (gmtime_r(&ts.tv_sec, &tm) == NULL) {
+            return;
+        }
+        n = strftime(lurk_h_clock.text, sizeof(lurk_h_clock.text), "%Y-%m-%dT%H:%M:%S", &tm);
+        if (n == 0 || n + 6 > sizeof(rec->time)) {
+            return;
+        }
+        lurk_h_clock.sec = ts.tv_sec;
+        lurk_h_clock.len = n;
     }
+    n = lurk_h_clock.len;
+    ms = (int)(ts.tv_nsec / 1000000L);
+    memcpy(rec->time, lurk_h_clock.text, n);
+    rec->time[n] = '.';
+    rec->time[n + 1] = (char)('0' + ms / 100);
+    rec->time[n + 2] = (char)('0' + ms / 10 % 10);
+    rec->time[n + 3] = (char)('0' + ms % 10);
+    rec->time[n + 4] = 'Z';
+    rec->time[n + 5] = '\0';
 }
 
 static void lurk_h_audit_alg(lurk_srv_audit_rec *rec, const lurk_request *req)
@@ -106,25 +174,20 @@ static void lurk_h_audit_alg(lurk_srv_audit_rec *rec, const lurk_request *req)
         if (a == NULL) {
             break;
         }
-        if (req->md != LURK_MD_NONE) {
-            snprintf(rec->alg, sizeof(rec->alg), "%s/%s", a, lurk_md_name(req->md));
-        } else {
-            snprintf(rec->alg, sizeof(rec->alg), "%s", a);
-        }
+        lurk_h_copy2(rec->alg, sizeof(rec->alg), a,
+                     req->md != LURK_MD_NONE ? lurk_md_name(req->md) : NULL);
         break;
     case LURK_TX_DECRYPT:
         a = lurk_dec_mode_name(req->dec_mode);
         if (a == NULL) {
             break;
         }
-        if (req->dec_mode == LURK_DEC_OAEP && req->oaep_md != LURK_MD_NONE) {
-            snprintf(rec->alg, sizeof(rec->alg), "%s/%s", a, lurk_md_name(req->oaep_md));
-        } else {
-            snprintf(rec->alg, sizeof(rec->alg), "%s", a);
-        }
+        lurk_h_copy2(rec->alg, sizeof(rec->alg), a,
+                     req->dec_mode == LURK_DEC_OAEP && req->oaep_md != LURK_MD_NONE
+                         ? lurk_md_name(req->oaep_md) : NULL);
         break;
     case LURK_TX_AGREE:
-        snprintf(rec->alg, sizeof(rec->alg), "ecdh");
+        lurk_h_copy(rec->alg, sizeof(rec->alg), "ecdh");
         break;
     default:
         break;
@@ -133,24 +196,28 @@ static void lurk_h_audit_alg(lurk_srv_audit_rec *rec, const lurk_request *req)
 
 /* ---- operations -------------------------------------------------------- */
 
-static lurk_err lurk_h_sign(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY *k,
-                            const lurk_request *req, unsigned char *out, size_t *outlen,
-                            char *why, size_t whylen)
+/* Clears the thread's OpenSSL error queue when there is anything on it
+ * (a clear walks every entry; a peek does not). */
+static void lurk_h_clear_errors(void)
+{
+    if (ERR_peek_error() != 0) {
+        ERR_clear_error();
+    }
+}
+
+/* A signing context for req with k, set up from scratch: for Data an
+ * EVP_MD_CTX (*mctx), for a Digest an EVP_PKEY_CTX (*pctx).  0 on failure. */
+static int lurk_h_sign_setup(OSSL_LIB_CTX *libctx, const char *propq, const LURK_SRV_KEY *k,
+                             const lurk_request *req, EVP_MD_CTX **mctx, EVP_PKEY_CTX **pctx)
 {
     EVP_PKEY *pkey = lurk_srv_key_pkey(k);
-    EVP_MD_CTX *mctx = NULL;
-    EVP_PKEY_CTX *pctx = NULL;
     const char *md = lurk_h_ossl_md(req->md);
     OSSL_PARAM params[5];
     size_t np = 0;
     int saltlen = req->salt_len;
-    size_t siglen = *outlen;
-    lurk_err err = LURK_ERR_INTERNAL;
 
-    if ((size_t)EVP_PKEY_get_size(pkey) > siglen) {
-        lurk_h_why(why, whylen, "signature would exceed %zu bytes", siglen);
-        goto end;
-    }
+    *mctx = NULL;
+    *pctx = NULL;
     if (req->sig_alg == LURK_SIG_RSA_PKCS1) {
         params[np++] = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE,
                                                         (char *)OSSL_PKEY_RSA_PAD_MODE_PKCSV15, 0);
@@ -164,29 +231,145 @@ static lurk_err lurk_h_sign(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY 
 
     if (req->data.data != NULL) {
         params[np] = OSSL_PARAM_construct_end();
-        mctx = EVP_MD_CTX_new();
-        if (mctx == NULL
-            || EVP_DigestSignInit_ex(mctx, NULL, req->sig_alg == LURK_SIG_ED25519 ? NULL : md,
-                                     ctx->libctx, ctx->propq, pkey, params) != 1
-            || EVP_DigestSign(mctx, out, &siglen, req->data.data, req->data.len) != 1) {
+        *mctx = EVP_MD_CTX_new();
+        if (*mctx == NULL) {
+            return 0;
+        }
+        /* final signs with the context itself, not with a copy of it */
+        EVP_MD_CTX_set_flags(*mctx, EVP_MD_CTX_FLAG_FINALISE);
+        if (EVP_DigestSignInit_ex(*mctx, NULL, req->sig_alg == LURK_SIG_ED25519 ? NULL : md,
+                                  libctx, propq, pkey, params) != 1) {
+            EVP_MD_CTX_free(*mctx);
+            *mctx = NULL;
+            return 0;
+        }
+        return 1;
+    }
+    params[np++] = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, (char *)md, 0);
+    params[np] = OSSL_PARAM_construct_end();
+    *pctx = EVP_PKEY_CTX_new_from_pkey(libctx, pkey, propq);
+    if (*pctx == NULL || EVP_PKEY_sign_init_ex(*pctx, params) != 1) {
+        EVP_PKEY_CTX_free(*pctx);
+        *pctx = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+/* The key cache slot of req's template, or -1 when req is not cached.
+ * Every parameter lurk_h_sign_setup reads from req is fixed by the slot:
+ * input kind, algorithm, digest, and the salt length (= digest size). */
+static int lurk_h_sign_slot(const lurk_request *req)
+{
+    int slot;
+
+    if ((int)req->sig_alg <= LURK_SIG_NONE || req->sig_alg >= LURK_SIG__COUNT
+        || (int)req->md < LURK_MD_NONE || req->md >= LURK_MD__COUNT) {
+        return -1;
+    }
+    if (req->sig_alg == LURK_SIG_RSA_PSS
+        && (req->salt_len < 0 || (size_t)req->salt_len != lurk_md_size(req->md))) {
+        return -1;
+    }
+    slot = ((req->data.data != NULL ? 0 : 1) * LURK_SIG__COUNT + (int)req->sig_alg)
+               * LURK_MD__COUNT
+           + (int)req->md;
+    return slot;
+}
+
+_Static_assert(2 * LURK_SIG__COUNT * LURK_MD__COUNT <= LURK_SRV_KEY_CACHE_SLOTS,
+               "a key's cache has a slot for every signing template");
+
+typedef struct {
+    const lurk_srv_handler_ctx *ctx;
+    const lurk_request *req;
+} lurk_h_tmpl_arg;
+
+static void *lurk_h_tmpl_new(const LURK_SRV_KEY *k, const void *arg)
+{
+    const lurk_h_tmpl_arg *a = arg;
+    EVP_MD_CTX *mctx = NULL;
+    EVP_PKEY_CTX *pctx = NULL;
+
+    if (!lurk_h_sign_setup(a->ctx->libctx, a->ctx->propq, k, a->req, &mctx, &pctx)) {
+        return NULL;
+    }
+    return mctx != NULL ? (void *)mctx : (void *)pctx;
+}
+
+static void lurk_h_tmpl_free_md(void *obj)
+{
+    EVP_MD_CTX_free(obj);
+}
+
+static void lurk_h_tmpl_free_pkey(void *obj)
+{
+    EVP_PKEY_CTX_free(obj);
+}
+
+/* A ready signing context for req: a copy of the key's template for it,
+ * or, when there is none (or copying fails), one set up from scratch. */
+static int lurk_h_sign_ctx(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY *k,
+                           const lurk_request *req, EVP_MD_CTX **mctx, EVP_PKEY_CTX **pctx)
+{
+    int slot = lurk_h_sign_slot(req);
+    lurk_h_tmpl_arg arg = { ctx, req };
+    const void *tmpl = NULL;
+
+    *mctx = NULL;
+    *pctx = NULL;
+    if (slot >= 0) {
+        tmpl = lurk_srv_key_cache(k, (size_t)slot, lurk_h_tmpl_new,
+                                  req->data.data != NULL ? lurk_h_tmpl_free_md
+                                                         : lurk_h_tmpl_free_pkey,
+                                  &arg);
+    }
+    if (tmpl != NULL && req->data.data != NULL) {
+        *mctx = EVP_MD_CTX_new();
+        if (*mctx != NULL && EVP_MD_CTX_copy_ex(*mctx, tmpl) == 1) {
+            return 1;
+        }
+        EVP_MD_CTX_free(*mctx);
+        *mctx = NULL;
+    } else if (tmpl != NULL) {
+        *pctx = EVP_PKEY_CTX_dup(tmpl);
+        if (*pctx != NULL) {
+            return 1;
+        }
+    }
+    return lurk_h_sign_setup(ctx->libctx, ctx->propq, k, req, mctx, pctx);
+}
+
+static lurk_err lurk_h_sign(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY *k,
+                            const lurk_request *req, unsigned char *out, size_t *outlen,
+                            char *why, size_t whylen)
+{
+    EVP_MD_CTX *mctx = NULL;
+    EVP_PKEY_CTX *pctx = NULL;
+    size_t siglen = *outlen;
+    lurk_err err = LURK_ERR_INTERNAL;
+
+    if ((size_t)EVP_PKEY_get_size(lurk_srv_key_pkey(k)) > siglen) {
+        lurk_h_why(why, whylen, "signature would exceed %zu bytes", siglen);
+        goto end;
+    }
+    if (!lurk_h_sign_ctx(ctx, k, req, &mctx, &pctx)) {
+        lurk_h_why(why, whylen, "signing failed");
+        goto end;
+    }
+    if (mctx != NULL) {
+        if (EVP_DigestSign(mctx, out, &siglen, req->data.data, req->data.len) != 1) {
             lurk_h_why(why, whylen, "signing failed");
             goto end;
         }
-    } else {
-        params[np++] = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST,
-                                                        (char *)md, 0);
-        params[np] = OSSL_PARAM_construct_end();
-        pctx = EVP_PKEY_CTX_new_from_pkey(ctx->libctx, pkey, ctx->propq);
-        if (pctx == NULL || EVP_PKEY_sign_init_ex(pctx, params) != 1
-            || EVP_PKEY_sign(pctx, out, &siglen, req->digest.data, req->digest.len) != 1) {
-            lurk_h_why(why, whylen, "signing failed");
-            goto end;
-        }
+    } else if (EVP_PKEY_sign(pctx, out, &siglen, req->digest.data, req->digest.len) != 1) {
+        lurk_h_why(why, whylen, "signing failed");
+        goto end;
     }
     *outlen = siglen;
     err = LURK_OK;
 end:
-    ERR_clear_error();
+    lurk_h_clear_errors();
     EVP_PKEY_CTX_free(pctx);
     EVP_MD_CTX_free(mctx);
     return err;
@@ -340,13 +523,13 @@ static void lurk_h_sign_detail(const LURK_SRV_KEY *k, const lurk_request *req, c
                                size_t len)
 {
     if (req->digest.data != NULL) {
-        snprintf(detail, len, "digest");
+        lurk_h_copy(detail, len, "digest");
     } else if (lurk_srv_key_policy(k) != LURK_POLICY_TLS_SERVER) {
         snprintf(detail, len, "message of %zu bytes", req->data.len);
     } else if (lurk_srv_is_tls13_server_cv(req->data.data, req->data.len)) {
-        snprintf(detail, len, "TLS 1.3 server CertificateVerify");
+        lurk_h_copy(detail, len, "TLS 1.3 server CertificateVerify");
     } else {
-        snprintf(detail, len, "TLS 1.2 ServerKeyExchange");
+        lurk_h_copy(detail, len, "TLS 1.2 ServerKeyExchange");
     }
 }
 
@@ -381,10 +564,11 @@ int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
     unsigned char value[LURK_SRV_VALUE_MAX];
     size_t value_len = 0;
     unsigned char state[16];
-    char why[LURK_DESCRIPTION_MAX + 1] = "";
+    char why[LURK_DESCRIPTION_MAX + 1];
     lurk_err err;
     int status;
 
+    why[0] = '\0';
     memset(rec, 0, sizeof(*rec));
     lurk_h_audit_time(rec);
     if (peer != NULL) {
@@ -397,9 +581,7 @@ int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
     out.type = req.type;
     memcpy(out.request_id, req.request_id, sizeof(out.request_id));
     memcpy(rec->request_id, req.request_id, sizeof(rec->request_id));
-    if (lurk_tx_name(req.type) != NULL) {
-        snprintf(rec->op, sizeof(rec->op), "%s", lurk_tx_name(req.type));
-    }
+    lurk_h_copy(rec->op, sizeof(rec->op), lurk_tx_name(req.type));
     if (err != LURK_OK) {
         goto reply;
     }
@@ -431,19 +613,23 @@ int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
     }
 
     /* PublicKey, Sign, Decrypt, Agree: the key and who may use it. */
-    lurk_h_copy_clean(rec->key_id, sizeof(rec->key_id), req.key_id);
-    if (lurk_keyid_parse(req.key_id, &id) != LURK_OK) {
-        err = LURK_ERR_INVALID_FORMAT;
-        lurk_h_why(why, sizeof(why), "KeyId: not a key id");
-        goto reply;
+    /* the canonical spelling first: no parse */
+    k = lurk_srv_keystore_find_text(ctx->keys, req.key_id);
+    if (k == NULL) {
+        lurk_h_copy_clean(rec->key_id, sizeof(rec->key_id), req.key_id);
+        if (lurk_keyid_parse(req.key_id, &id) != LURK_OK) {
+            err = LURK_ERR_INVALID_FORMAT;
+            lurk_h_why(why, sizeof(why), "KeyId: not a key id");
+            goto reply;
+        }
+        k = lurk_srv_keystore_find(ctx->keys, &id);
     }
-    k = lurk_srv_keystore_find(ctx->keys, &id);
     if (k == NULL) {
         err = LURK_ERR_KEY_NOT_FOUND;
         lurk_h_why(why, sizeof(why), "key %s is not on this key server", req.key_id);
         goto reply;
     }
-    snprintf(rec->key_id, sizeof(rec->key_id), "%s", lurk_srv_key_id_text(k));
+    lurk_h_copy(rec->key_id, sizeof(rec->key_id), lurk_srv_key_id_text(k));
     lurk_h_copy_clean(rec->key_name, sizeof(rec->key_name), lurk_srv_key_name(k));
     if (!lurk_srv_key_allows_client(k, peer->identity)) {
         err = LURK_ERR_POLICY_DENIED;
@@ -455,7 +641,7 @@ int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
     switch (req.type) {
     case LURK_TX_PUBLIC_KEY:
         out.key_type = lurk_srv_key_type(k);
-        snprintf(out.policy, sizeof(out.policy), "%s", lurk_policy_name(lurk_srv_key_policy(k)));
+        lurk_h_copy(out.policy, sizeof(out.policy), lurk_policy_name(lurk_srv_key_policy(k)));
         out.spki.data = (unsigned char *)lurk_srv_key_spki(k, &out.spki.len);
         break;
     case LURK_TX_SIGN:
@@ -495,7 +681,7 @@ reply:
     out.status = lurk_err_status(err);
     if (err != LURK_OK) {
         if (why[0] == '\0') {
-            snprintf(why, sizeof(why), "%s", lurk_err_str(err));
+            lurk_h_copy(why, sizeof(why), lurk_err_str(err));
         }
         lurk_h_copy_clean(out.description, sizeof(out.description), why);
         memcpy(rec->detail, out.description, sizeof(rec->detail));
@@ -510,9 +696,12 @@ reply:
     rec->status = status;
     rec->result = status == out.status ? err : LURK_ERR_INTERNAL;
     if (status != out.status) {
-        snprintf(rec->detail, sizeof(rec->detail), "the response could not be encoded");
+        lurk_h_copy(rec->detail, sizeof(rec->detail), "the response could not be encoded");
     }
-    OPENSSL_cleanse(value, sizeof(value));
+    /* plaintexts and shared secrets; a signature is public */
+    if (req.type == LURK_TX_DECRYPT || req.type == LURK_TX_AGREE) {
+        OPENSSL_cleanse(value, sizeof(value));
+    }
     lurk_request_clear(&req);
     /* out points into value, state and the key: nothing of its own to free. */
     return status;

@@ -10,14 +10,22 @@
  * loops and released by reference count, so a reload builds a new store and
  * swaps it in while requests in flight finish on the old one.
  *
- * Keys are kept sorted by key id: lookups (one per request) are a binary
- * search.  The state (seed 001 lurk_state) is a digest of the sorted
- * (id, policy, clients) list, recomputed on every add.
+ * The one exception to "only read" is each key's cache of ready operation
+ * state (lurk_srv_key_cache): slots are filled once, under the key's lock,
+ * and published with release/acquire so readers need no lock.  The cache is
+ * freed with its key, so the old store's keys and everything made from them
+ * go together when the last request using that store finishes.
+ *
+ * Keys are kept sorted by key id, and a second index by key id text: lookups
+ * (one per request) are a binary search, by the request's text when it is
+ * the canonical spelling.  The state (seed 001 lurk_state) is a digest of the
+ * sorted (id, policy, clients) list, recomputed on every add.
  */
 #include "lurk_srv.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +57,14 @@ struct lurk_srv_key_st {
     size_t spki_len;
     char **clients; /* sorted, for bsearch */
     size_t n_clients;
+    /* what the handler made from the key on first use (see the top) */
+    pthread_mutex_t cache_lock;
+    int cache_lock_ok;
+    struct {
+        void *obj; /* written once under cache_lock, read with acquire */
+        lurk_srv_key_cache_free_fn free_fn;
+        int failed; /* make failed: never retried; read under cache_lock */
+    } cache[LURK_SRV_KEY_CACHE_SLOTS];
 };
 
 struct lurk_srv_keystore_st {
@@ -56,6 +72,7 @@ struct lurk_srv_keystore_st {
     OSSL_LIB_CTX *libctx;
     char *propq;
     LURK_SRV_KEY **keys; /* sorted by id */
+    LURK_SRV_KEY **by_text; /* the same keys sorted by id_text */
     size_t n_keys;
     size_t cap_keys;
     unsigned char state[16];
@@ -141,6 +158,15 @@ static void lurk_srv_key_free(LURK_SRV_KEY *k)
         free(k->clients[i]);
     }
     free(k->clients);
+    /* the cached state holds references to pkey: released first */
+    for (size_t i = 0; i < LURK_SRV_KEY_CACHE_SLOTS; i++) {
+        if (k->cache[i].obj != NULL) {
+            k->cache[i].free_fn(k->cache[i].obj);
+        }
+    }
+    if (k->cache_lock_ok) {
+        pthread_mutex_destroy(&k->cache_lock);
+    }
     EVP_PKEY_free(k->pkey);
     OPENSSL_free(k->spki);
     free(k->name);
@@ -203,6 +229,7 @@ void lurk_srv_keystore_free(LURK_SRV_KEYSTORE *ks)
         lurk_srv_key_free(ks->keys[i]);
     }
     free(ks->keys);
+    free(ks->by_text);
     free(ks->propq);
     free(ks);
 }
@@ -456,6 +483,29 @@ static lurk_err lurk_srv_copy_clients(LURK_SRV_KEY *k, const lurk_srv_key_conf *
     return LURK_OK;
 }
 
+static int lurk_srv_text_cmp(const LURK_SRV_KEY *k, const char *text)
+{
+    return strcmp(k->id_text, text);
+}
+
+/* Index in by_text where text is, or would be inserted. */
+static size_t lurk_srv_lower_bound_text(const LURK_SRV_KEYSTORE *ks, const char *text)
+{
+    size_t lo = 0;
+    size_t hi = ks->n_keys;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (lurk_srv_text_cmp(ks->by_text[mid], text) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
 /* Index where id is, or would be inserted. */
 static size_t lurk_srv_lower_bound(const LURK_SRV_KEYSTORE *ks, const lurk_keyid *id)
 {
@@ -500,10 +550,18 @@ static lurk_err lurk_srv_insert(LURK_SRV_KEYSTORE *ks, LURK_SRV_KEY *k, char *wh
             return LURK_ERR_NOMEM;
         }
         ks->keys = keys;
+        keys = realloc(ks->by_text, cap * sizeof(*keys));
+        if (keys == NULL) {
+            return LURK_ERR_NOMEM;
+        }
+        ks->by_text = keys;
         ks->cap_keys = cap;
     }
     memmove(&ks->keys[pos + 1], &ks->keys[pos], (ks->n_keys - pos) * sizeof(*ks->keys));
     ks->keys[pos] = k;
+    pos = lurk_srv_lower_bound_text(ks, k->id_text);
+    memmove(&ks->by_text[pos + 1], &ks->by_text[pos], (ks->n_keys - pos) * sizeof(*ks->by_text));
+    ks->by_text[pos] = k;
     ks->n_keys++;
     lurk_srv_compute_state(ks);
     return LURK_OK;
@@ -542,6 +600,11 @@ lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *k
         err = LURK_ERR_NOMEM;
         goto end;
     }
+    if (pthread_mutex_init(&k->cache_lock, NULL) != 0) {
+        err = LURK_ERR_NOMEM;
+        goto end;
+    }
+    k->cache_lock_ok = 1;
     k->policy = kc->policy;
     k->name = strdup(kc->name);
     if (k->name == NULL) {
@@ -768,6 +831,20 @@ const LURK_SRV_KEY *lurk_srv_keystore_find(const LURK_SRV_KEYSTORE *ks, const lu
     return NULL;
 }
 
+const LURK_SRV_KEY *lurk_srv_keystore_find_text(const LURK_SRV_KEYSTORE *ks, const char *text)
+{
+    size_t pos;
+
+    if (ks == NULL || text == NULL) {
+        return NULL;
+    }
+    pos = lurk_srv_lower_bound_text(ks, text);
+    if (pos < ks->n_keys && lurk_srv_text_cmp(ks->by_text[pos], text) == 0) {
+        return ks->by_text[pos];
+    }
+    return NULL;
+}
+
 size_t lurk_srv_keystore_count(const LURK_SRV_KEYSTORE *ks)
 {
     return ks != NULL ? ks->n_keys : 0;
@@ -840,4 +917,38 @@ int lurk_srv_key_allows_client(const LURK_SRV_KEY *k, const char *identity)
     }
     return bsearch(&identity, k->clients, k->n_clients, sizeof(*k->clients),
                    lurk_srv_str_cmp) != NULL;
+}
+
+/* ---- per-key cache ----------------------------------------------------- */
+
+const void *lurk_srv_key_cache(const LURK_SRV_KEY *key, size_t slot,
+                               lurk_srv_key_cache_make_fn make,
+                               lurk_srv_key_cache_free_fn free_fn, const void *arg)
+{
+    /* The cache is the one part of a loaded key that changes; its writers
+     * hold cache_lock, its readers see a slot only once it is complete. */
+    LURK_SRV_KEY *k = (LURK_SRV_KEY *)key;
+    void *obj;
+
+    if (k == NULL || slot >= LURK_SRV_KEY_CACHE_SLOTS || make == NULL || free_fn == NULL
+        || !k->cache_lock_ok) {
+        return NULL;
+    }
+    obj = __atomic_load_n(&k->cache[slot].obj, __ATOMIC_ACQUIRE);
+    if (obj != NULL) {
+        return obj;
+    }
+    pthread_mutex_lock(&k->cache_lock);
+    obj = k->cache[slot].obj;
+    if (obj == NULL && !k->cache[slot].failed) {
+        obj = make(key, arg);
+        if (obj == NULL) {
+            k->cache[slot].failed = 1;
+        } else {
+            k->cache[slot].free_fn = free_fn;
+            __atomic_store_n(&k->cache[slot].obj, obj, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_mutex_unlock(&k->cache_lock);
+    return obj;
 }

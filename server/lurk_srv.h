@@ -91,6 +91,30 @@ const unsigned char *lurk_srv_key_spki(const LURK_SRV_KEY *k, size_t *len);
 /* 1 when the peer identity may use the key. */
 int lurk_srv_key_allows_client(const LURK_SRV_KEY *k, const char *identity);
 
+/* The key whose canonical key id text (lurk_srv_key_id_text) is exactly
+ * text, or NULL: a lookup without parsing for the common case; any other
+ * spelling goes through lurk_keyid_parse + lurk_srv_keystore_find. */
+const LURK_SRV_KEY *lurk_srv_keystore_find_text(const LURK_SRV_KEYSTORE *ks, const char *text);
+
+/* ---- per-key cache of ready operation state ---------------------------- */
+
+/* Slots of a key's cache; the handler decides what each slot holds. */
+#define LURK_SRV_KEY_CACHE_SLOTS 48
+
+typedef void *(*lurk_srv_key_cache_make_fn)(const LURK_SRV_KEY *k, const void *arg);
+typedef void (*lurk_srv_key_cache_free_fn)(void *obj);
+
+/* The object in slot `slot` of k's cache.  The first caller makes it with
+ * make(k, arg) under the key's lock; every later caller, from any thread,
+ * gets the same object without a lock.  The object lives as long as the key,
+ * so as long as its store: free_fn releases it when the store's last
+ * reference goes (a reload drops it with the old keys).  It is shared:
+ * callers only read it (copy it) and never use it for an operation.
+ * NULL for a slot out of range, or when make failed (not tried again). */
+const void *lurk_srv_key_cache(const LURK_SRV_KEY *k, size_t slot,
+                               lurk_srv_key_cache_make_fn make,
+                               lurk_srv_key_cache_free_fn free_fn, const void *arg);
+
 /* ---- policy checks (pure) ---------------------------------------------- */
 
 /* LURK_OK, or LURK_ERR_POLICY_DENIED / LURK_ERR_NOT_ACCEPTABLE /

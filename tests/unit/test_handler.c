@@ -9,6 +9,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,6 +386,278 @@ START_TEST(test_sign)
     ck_assert_str_eq(rec.key_id, lurk_srv_key_id_text(k));
     ck_assert_int_eq(rec.result, LURK_OK);
     lurk_response_clear(&out);
+}
+END_TEST
+
+/* ---- Sign: the per-key cache of ready signing state ---------------------- */
+
+typedef struct {
+    const char *key;
+    lurk_sig_alg alg;
+    lurk_md md;
+    int salt;
+    int digest; /* 1: send a Digest instead of Data */
+} sign_case;
+
+/* One key, parameters alternating: every cached template must sign with
+ * exactly its own parameters (uncached ones, PSS salts other than the
+ * digest size, in between). */
+static const sign_case alternating[] = {
+    { "rsa-sign", LURK_SIG_RSA_PSS, LURK_MD_SHA256, 32, 0 },
+    { "rsa-sign", LURK_SIG_RSA_PKCS1, LURK_MD_SHA256, -1, 0 },
+    { "rsa-sign", LURK_SIG_RSA_PSS, LURK_MD_SHA384, 48, 0 },
+    { "rsa-sign", LURK_SIG_RSA_PSS, LURK_MD_SHA256, 0, 0 },
+    { "rsa-sign", LURK_SIG_RSA_PKCS1, LURK_MD_SHA512, -1, 0 },
+    { "rsa-sign", LURK_SIG_RSA_PSS, LURK_MD_SHA256, 32, 1 },
+    { "rsa-sign", LURK_SIG_RSA_PSS, LURK_MD_SHA512, 64, 0 },
+    { "rsa-sign", LURK_SIG_RSA_PKCS1, LURK_MD_SHA256, -1, 1 },
+    { "rsa-sign", LURK_SIG_RSA_PSS, LURK_MD_SHA256, 20, 0 },
+    { "rsa-sign", LURK_SIG_RSA_PSS, LURK_MD_SHA384, 48, 1 },
+    { "rsa-sign", LURK_SIG_RSA_PKCS1, LURK_MD_SHA384, -1, 0 },
+};
+
+static const sign_case alternating_ec[] = {
+    { "p256-tls", LURK_SIG_ECDSA, LURK_MD_SHA256, -1, 0 },
+    { "p256-tls", LURK_SIG_ECDSA, LURK_MD_SHA384, -1, 0 },
+    { "p256-tls", LURK_SIG_ECDSA, LURK_MD_SHA512, -1, 0 },
+    { "ed-tls", LURK_SIG_ED25519, LURK_MD_NONE, -1, 0 },
+};
+
+/* A Sign request for c over fresh random input (a TLS 1.3 CertificateVerify
+ * input for tls-server keys); input must hold 200 bytes. */
+static void sign_req(lurk_request *req, const sign_case *c, unsigned char *input)
+{
+    size_t n;
+
+    req_for(req, LURK_TX_SIGN, c->key);
+    req->sig_alg = c->alg;
+    req->md = c->md;
+    req->salt_len = c->salt;
+    if (c->digest) {
+        n = lurk_md_size(c->md);
+        RAND_bytes(input, (int)n);
+        set_buf(&req->digest, input, n);
+    } else {
+        n = make_cv(input, 48);
+        set_buf(&req->data, input, n);
+    }
+}
+
+/* Signs with c and checks the signature with the default provider, then
+ * that it does not verify under the neighbouring parameters `other`. */
+static void sign_and_verify(const sign_case *c, const sign_case *other, int round)
+{
+    const LURK_SRV_KEY *k = key_named(c->key);
+    unsigned char input[200];
+    lurk_request req;
+    lurk_response out;
+
+    sign_req(&req, c, input);
+    ck_assert_int_eq(call(&req, &web1, &out, NULL), 200);
+    ck_assert_msg(verify(k, &req, &out.value), "round %d: %s %s/%s salt %d%s does not verify",
+                  round, c->key, lurk_sig_alg_name(c->alg), lurk_md_name(c->md), c->salt,
+                  c->digest ? " (digest)" : "");
+    if (other != NULL && strcmp(other->key, c->key) == 0
+        && (other->alg != c->alg || other->md != c->md || other->salt != c->salt)) {
+        lurk_request as_other = req;
+
+        as_other.sig_alg = other->alg;
+        as_other.md = other->md;
+        as_other.salt_len = other->salt;
+        if (!c->digest) {
+            ck_assert_msg(!verify(k, &as_other, &out.value),
+                          "round %d: a %s/%s salt %d signature verifies as %s/%s salt %d", round,
+                          lurk_sig_alg_name(c->alg), lurk_md_name(c->md), c->salt,
+                          lurk_sig_alg_name(other->alg), lurk_md_name(other->md), other->salt);
+        }
+    }
+    lurk_response_clear(&out);
+}
+
+START_TEST(test_sign_cache_alternating)
+{
+    size_t n = sizeof(alternating) / sizeof(alternating[0]);
+    size_t m = sizeof(alternating_ec) / sizeof(alternating_ec[0]);
+
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < n; i++) {
+            sign_and_verify(&alternating[i], &alternating[(i + 1) % n], round);
+        }
+        for (size_t i = 0; i < m; i++) {
+            sign_and_verify(&alternating_ec[i], &alternating_ec[(i + 1) % m], round);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_sign_cache_repeat)
+{
+    static const sign_case same[] = {
+        { "p256-tls", LURK_SIG_ECDSA, LURK_MD_SHA256, -1, 0 },
+        { "rsa-tls", LURK_SIG_RSA_PSS, LURK_MD_SHA256, 32, 0 },
+        { "ed-tls", LURK_SIG_ED25519, LURK_MD_NONE, -1, 0 },
+        { "rsa-sign", LURK_SIG_RSA_PKCS1, LURK_MD_SHA384, -1, 1 },
+    };
+
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        for (int round = 0; round < 20; round++) {
+            sign_and_verify(&same[i], NULL, round);
+        }
+    }
+}
+END_TEST
+
+/* The cache belongs to the store: a store that signed (so its keys hold
+ * ready signing state) and that a request still holds after a reload keeps
+ * signing; when its last reference goes, every private key it held is gone
+ * from the secure heap at once. */
+static int sign_with(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY *k, const sign_case *c)
+{
+    unsigned char input[200];
+    lurk_request req;
+    lurk_response out;
+    lurk_srv_audit_rec rec;
+    char *resp = NULL;
+    size_t resp_len = 0;
+    char why[300] = "";
+    int ok;
+
+    sign_req(&req, c, input);
+    snprintf(req.key_id, sizeof(req.key_id), "%s", lurk_srv_key_id_text(k));
+    {
+        char *json = NULL;
+        size_t len = 0;
+
+        ck_assert_int_eq(lurk_proto_encode_request(&req, &json, &len), LURK_OK);
+        ck_assert_int_eq(lurk_srv_handle(ctx, &web1, json, len, &resp, &resp_len, &rec), 200);
+        free(json);
+    }
+    ck_assert_int_eq(lurk_proto_decode_response(resp, resp_len, LURK_TX_SIGN, &out, why,
+                                                sizeof(why)), LURK_OK);
+    ok = verify(k, &req, &out.value);
+    lurk_response_clear(&out);
+    free(resp);
+    return ok;
+}
+
+static const LURK_SRV_KEY *key_in(const LURK_SRV_KEYSTORE *ks, const char *name)
+{
+    for (size_t i = 0; i < lurk_srv_keystore_count(ks); i++) {
+        if (strcmp(lurk_srv_key_name(lurk_srv_keystore_get(ks, i)), name) == 0) {
+            return lurk_srv_keystore_get(ks, i);
+        }
+    }
+    ck_abort_msg("no key %s", name);
+    return NULL;
+}
+
+static lurk_err add_key(LURK_SRV_KEYSTORE *ks, const char *name, const char *file,
+                        const char *pass, lurk_policy policy, char *why, size_t whylen);
+
+START_TEST(test_sign_cache_lifetime)
+{
+    static const sign_case cases[] = {
+        { "p256-tls", LURK_SIG_ECDSA, LURK_MD_SHA256, -1, 0 },
+        { "p256-tls", LURK_SIG_ECDSA, LURK_MD_SHA384, -1, 0 },
+        { "rsa-sign", LURK_SIG_RSA_PSS, LURK_MD_SHA256, 32, 0 },
+        { "rsa-sign", LURK_SIG_RSA_PKCS1, LURK_MD_SHA256, -1, 1 },
+        { "ed-tls", LURK_SIG_ED25519, LURK_MD_NONE, -1, 0 },
+    };
+    LURK_SRV_KEYSTORE *ks = NULL;
+    lurk_srv_handler_ctx ctx = { NULL, libctx, NULL };
+    char why[512];
+    size_t before;
+    size_t loaded;
+
+    /* OpenSSL's own lazily made state (the DRBGs keep theirs in the secure
+     * heap) exists before the count starts */
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sign_and_verify(&cases[i], NULL, 0);
+    }
+    before = CRYPTO_secure_used();
+    ck_assert_int_eq(lurk_srv_keystore_new(libctx, NULL, &ks), LURK_OK);
+    ck_assert_int_eq(add_key(ks, "p256-tls", "p256-tls.pem", NULL, LURK_POLICY_TLS_SERVER, why,
+                             sizeof(why)), LURK_OK);
+    ck_assert_int_eq(add_key(ks, "rsa-sign", "rsa2048-sign.p8", NULL, LURK_POLICY_SIGN, why,
+                             sizeof(why)), LURK_OK);
+    ck_assert_int_eq(add_key(ks, "ed-tls", "ed25519-tls.pem", NULL, LURK_POLICY_TLS_SERVER, why,
+                             sizeof(why)), LURK_OK);
+    loaded = CRYPTO_secure_used();
+    ck_assert_uint_gt(loaded, before);
+    ctx.keys = ks;
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            ck_assert(sign_with(&ctx, key_in(ks, cases[i].key), &cases[i]));
+        }
+    }
+
+    /* a request in flight holds the store across a reload's swap */
+    ck_assert_int_eq(lurk_srv_keystore_up_ref(ks), 2);
+    lurk_srv_keystore_free(ks);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ck_assert(sign_with(&ctx, key_in(ks, cases[i].key), &cases[i]));
+    }
+    ck_assert_uint_gt(CRYPTO_secure_used(), before);
+    /* the request finishes: keys and their cached signing state go now */
+    lurk_srv_keystore_free(ks);
+    ck_assert_uint_eq(CRYPTO_secure_used(), before);
+}
+END_TEST
+
+/* Threads signing with one fresh store: the templates are made while other
+ * threads want them, then copied concurrently. */
+#define CACHE_THREADS 4
+#define CACHE_ROUNDS 12
+
+typedef struct {
+    const lurk_srv_handler_ctx *ctx;
+    int id;
+    int ok;
+} cache_thread_arg;
+
+static void *cache_thread(void *p)
+{
+    static const sign_case cases[] = {
+        { "p256-tls", LURK_SIG_ECDSA, LURK_MD_SHA256, -1, 0 },
+        { "rsa-sign", LURK_SIG_RSA_PSS, LURK_MD_SHA256, 32, 0 },
+        { "p256-tls", LURK_SIG_ECDSA, LURK_MD_SHA384, -1, 0 },
+        { "rsa-sign", LURK_SIG_RSA_PSS, LURK_MD_SHA384, 48, 1 },
+    };
+    cache_thread_arg *a = p;
+
+    for (int r = 0; r < CACHE_ROUNDS; r++) {
+        const sign_case *c = &cases[(size_t)(r + a->id) % 4];
+
+        a->ok += sign_with(a->ctx, key_in(a->ctx->keys, c->key), c);
+    }
+    return NULL;
+}
+
+START_TEST(test_sign_cache_threads)
+{
+    LURK_SRV_KEYSTORE *ks = NULL;
+    lurk_srv_handler_ctx ctx = { NULL, libctx, NULL };
+    pthread_t th[CACHE_THREADS];
+    cache_thread_arg args[CACHE_THREADS];
+    char why[512];
+
+    ck_assert_int_eq(lurk_srv_keystore_new(libctx, NULL, &ks), LURK_OK);
+    ck_assert_int_eq(add_key(ks, "p256-tls", "p256-tls.pem", NULL, LURK_POLICY_TLS_SERVER, why,
+                             sizeof(why)), LURK_OK);
+    ck_assert_int_eq(add_key(ks, "rsa-sign", "rsa2048-sign.p8", NULL, LURK_POLICY_SIGN, why,
+                             sizeof(why)), LURK_OK);
+    ctx.keys = ks;
+    for (int i = 0; i < CACHE_THREADS; i++) {
+        args[i].ctx = &ctx;
+        args[i].id = i;
+        args[i].ok = 0;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, cache_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < CACHE_THREADS; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(args[i].ok, CACHE_ROUNDS);
+    }
+    lurk_srv_keystore_free(ks);
 }
 END_TEST
 
@@ -1018,7 +1291,18 @@ START_TEST(test_keystore_lookup_state)
         ck_assert_ptr_eq(lurk_srv_keystore_find(store, lurk_srv_key_id(k)), k);
         ck_assert_int_eq(lurk_keyid_parse(lurk_srv_key_id_text(k), &id), LURK_OK);
         ck_assert_ptr_eq(lurk_srv_keystore_find(store, &id), k);
+        /* the handler's parse-free lookup by the canonical text */
+        ck_assert_ptr_eq(lurk_srv_keystore_find_text(store, lurk_srv_key_id_text(k)), k);
         other = id;
+    }
+    {
+        char text[LURK_KEYID_TEXT_MAX];
+
+        ck_assert_int_eq(lurk_keyid_format(&other, text, sizeof(text)), LURK_OK);
+        ck_assert_ptr_nonnull(lurk_srv_keystore_find_text(store, text));
+        text[strlen(text) - 1] = text[strlen(text) - 1] == 'A' ? 'B' : 'A';
+        ck_assert_ptr_null(lurk_srv_keystore_find_text(store, text));
+        ck_assert_ptr_null(lurk_srv_keystore_find_text(store, ""));
     }
     other.bin[other.len - 1] ^= 1;
     ck_assert_ptr_null(lurk_srv_keystore_find(store, &other));
@@ -1105,6 +1389,10 @@ static Suite *handler_suite(void)
     tcase_add_test(tc, test_hello_ping);
     tcase_add_test(tc, test_public_key);
     tcase_add_loop_test(tc, test_sign, 0, (int)(sizeof(signs) / sizeof(signs[0])));
+    tcase_add_test(tc, test_sign_cache_alternating);
+    tcase_add_test(tc, test_sign_cache_repeat);
+    tcase_add_test(tc, test_sign_cache_lifetime);
+    tcase_add_test(tc, test_sign_cache_threads);
     tcase_add_test(tc, test_decrypt_premaster);
     tcase_add_test(tc, test_decrypt_oaep);
     tcase_add_test(tc, test_agree);
