@@ -73,21 +73,6 @@ lurk_err lurk_transport_init(char *detail, size_t detaillen)
     return LURK_OK;
 }
 
-static void lurk_set_detail(char *detail, size_t detaillen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void lurk_set_detail(char *detail, size_t detaillen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (detail == NULL || detaillen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(detail, detaillen, fmt, ap);
-    va_end(ap);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Server list entries                                                        */
 
@@ -108,39 +93,39 @@ static lurk_err lurk_parse_https(const char *entry, lurk_transport_server *out,
         goto end;
     }
     if (curl_url_set(u, CURLUPART_URL, entry, 0) != CURLUE_OK) {
-        lurk_set_detail(detail, detaillen, "server \"%s\": not a valid URL", entry);
+        lurk_why(detail, detaillen, "server \"%s\": not a valid URL", entry);
         goto end;
     }
     if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK
         || strcasecmp(scheme, "https") != 0) {
-        lurk_set_detail(detail, detaillen, "server \"%s\": only https:// and unix: are allowed",
+        lurk_why(detail, detaillen, "server \"%s\": only https:// and unix: are allowed",
                         entry);
         goto end;
     }
     if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || host[0] == '\0') {
-        lurk_set_detail(detail, detaillen, "server \"%s\": no host", entry);
+        lurk_why(detail, detaillen, "server \"%s\": no host", entry);
         goto end;
     }
     if (curl_url_get(u, CURLUPART_USER, &part, 0) == CURLUE_OK
         || curl_url_get(u, CURLUPART_QUERY, &part, 0) == CURLUE_OK
         || curl_url_get(u, CURLUPART_FRAGMENT, &part, 0) == CURLUE_OK) {
-        lurk_set_detail(detail, detaillen,
+        lurk_why(detail, detaillen,
                         "server \"%s\": user, query and fragment are not allowed", entry);
         goto end;
     }
     if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK || strcmp(path, "/") == 0
         || path[0] == '\0') {
         if (curl_url_set(u, CURLUPART_PATH, LURK_PROTO_PATH, 0) != CURLUE_OK) {
-            lurk_set_detail(detail, detaillen, "server \"%s\": cannot set the path", entry);
+            lurk_why(detail, detaillen, "server \"%s\": cannot set the path", entry);
             goto end;
         }
     }
     if (curl_url_get(u, CURLUPART_URL, &url, 0) != CURLUE_OK) {
-        lurk_set_detail(detail, detaillen, "server \"%s\": not a valid URL", entry);
+        lurk_why(detail, detaillen, "server \"%s\": not a valid URL", entry);
         goto end;
     }
     if (strlen(url) >= sizeof(out->url)) {
-        lurk_set_detail(detail, detaillen, "server \"%s\": URL too long", entry);
+        lurk_why(detail, detaillen, "server \"%s\": URL too long", entry);
         goto end;
     }
     strcpy(out->url, url);
@@ -168,7 +153,7 @@ lurk_err lurk_transport_parse_server(const char *entry, lurk_transport_server *o
     memset(out, 0, sizeof(*out));
     n = strlen(entry);
     if (n >= sizeof(out->name)) {
-        lurk_set_detail(detail, detaillen, "server \"%.64s...\": too long", entry);
+        lurk_why(detail, detaillen, "server \"%.64s...\": too long", entry);
         return LURK_ERR_CONFIG;
     }
     memcpy(out->name, entry, n + 1);
@@ -177,12 +162,12 @@ lurk_err lurk_transport_parse_server(const char *entry, lurk_transport_server *o
         const char *path = entry + 5;
 
         if (path[0] != '/' && path[0] != '@') {
-            lurk_set_detail(detail, detaillen,
+            lurk_why(detail, detaillen,
                             "server \"%s\": unix: needs an absolute path (or @name)", entry);
             return LURK_ERR_CONFIG;
         }
         if (path[1] == '\0') {
-            lurk_set_detail(detail, detaillen, "server \"%s\": empty socket path", entry);
+            lurk_why(detail, detaillen, "server \"%s\": empty socket path", entry);
             return LURK_ERR_CONFIG;
         }
         strcpy(out->unix_path, path);
@@ -192,7 +177,7 @@ lurk_err lurk_transport_parse_server(const char *entry, lurk_transport_server *o
     if (strncasecmp(entry, "https://", 8) == 0) {
         return lurk_parse_https(entry, out, detail, detaillen);
     }
-    lurk_set_detail(detail, detaillen, "server \"%s\": only https:// and unix: are allowed",
+    lurk_why(detail, detaillen, "server \"%s\": only https:// and unix: are allowed",
                     entry);
     return LURK_ERR_CONFIG;
 }
@@ -395,7 +380,7 @@ lurk_err lurk_conn_new(const lurk_transport_server *srv, const lurk_transport_op
         ok &= curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http") == CURLE_OK;
     } else {
         if (opts->ca == NULL || opts->ca->len == 0) {
-            lurk_set_detail(detail, detaillen, "server %s: no CA configured", srv->name);
+            lurk_why(detail, detaillen, "server %s: no CA configured", srv->name);
             err = LURK_ERR_CONFIG;
             goto end;
         }
@@ -420,7 +405,7 @@ lurk_err lurk_conn_new(const lurk_transport_server *srv, const lurk_transport_op
         }
     }
     if (!ok) {
-        lurk_set_detail(detail, detaillen, "server %s: libcurl lacks a required option",
+        lurk_why(detail, detaillen, "server %s: libcurl lacks a required option",
                         srv->name);
         err = LURK_ERR_UNSUPPORTED;
         goto end;
@@ -503,7 +488,7 @@ static lurk_err lurk_transport_map(const LURK_CONN *conn, CURLcode rc, int fresh
         if (strstr(text, "alert") != NULL) {
             err = LURK_ERR_TLS;
         } else if (fresh && conn->srv->unix_path[0] == '\0') {
-            lurk_set_detail(detail, detaillen,
+            lurk_why(detail, detaillen,
                             "%s: connection closed right after the TLS handshake "
                             "(client certificate refused?): %s",
                             conn->srv->name, text);
@@ -518,7 +503,7 @@ static lurk_err lurk_transport_map(const LURK_CONN *conn, CURLcode rc, int fresh
     case CURLE_WRITE_ERROR:
     case CURLE_FILESIZE_EXCEEDED:
         if (conn->overflow || rc == CURLE_FILESIZE_EXCEEDED) {
-            lurk_set_detail(detail, detaillen, "%s: reply exceeds %zu bytes", conn->srv->name,
+            lurk_why(detail, detaillen, "%s: reply exceeds %zu bytes", conn->srv->name,
                             conn->max);
             return LURK_ERR_PROTOCOL;
         }
@@ -535,7 +520,7 @@ static lurk_err lurk_transport_map(const LURK_CONN *conn, CURLcode rc, int fresh
         err = LURK_ERR_PROTOCOL;
         break;
     }
-    lurk_set_detail(detail, detaillen, "%s: %s", conn->srv->name, text);
+    lurk_why(detail, detaillen, "%s: %s", conn->srv->name, text);
     return err;
 }
 
@@ -573,7 +558,7 @@ lurk_err lurk_conn_post(LURK_CONN *conn, const char *body, size_t len, long time
         return lurk_transport_map(conn, rc, connects > 0, detail, detaillen);
     }
     if (curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status == 0) {
-        lurk_set_detail(detail, detaillen, "%s: no HTTP status", conn->srv->name);
+        lurk_why(detail, detaillen, "%s: no HTTP status", conn->srv->name);
         return LURK_ERR_PROTOCOL;
     }
     reply->http_status = status;

@@ -52,18 +52,6 @@
 #define LURK_SRV_VALUE_MAX 2048
 #define LURK_SRV_PREMASTER_LEN 48
 
-static void lurk_h_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void lurk_h_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 /* Copies src to dst as printable ASCII: descriptions go on the wire and
  * into logs, and a codec reason may quote (truncated) client input. */
 static void lurk_h_copy_clean(char *dst, size_t dstlen, const char *src)
@@ -350,20 +338,20 @@ static lurk_err lurk_h_sign(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY 
     lurk_err err = LURK_ERR_INTERNAL;
 
     if ((size_t)EVP_PKEY_get_size(lurk_srv_key_pkey(k)) > siglen) {
-        lurk_h_why(why, whylen, "signature would exceed %zu bytes", siglen);
+        lurk_why(why, whylen, "signature would exceed %zu bytes", siglen);
         goto end;
     }
     if (!lurk_h_sign_ctx(ctx, k, req, &mctx, &pctx)) {
-        lurk_h_why(why, whylen, "signing failed");
+        lurk_why(why, whylen, "signing failed");
         goto end;
     }
     if (mctx != NULL) {
         if (EVP_DigestSign(mctx, out, &siglen, req->data.data, req->data.len) != 1) {
-            lurk_h_why(why, whylen, "signing failed");
+            lurk_why(why, whylen, "signing failed");
             goto end;
         }
     } else if (EVP_PKEY_sign(pctx, out, &siglen, req->digest.data, req->digest.len) != 1) {
-        lurk_h_why(why, whylen, "signing failed");
+        lurk_why(why, whylen, "signing failed");
         goto end;
     }
     *outlen = siglen;
@@ -428,7 +416,7 @@ static lurk_err lurk_h_decrypt_oaep(const lurk_srv_handler_ctx *ctx, const LURK_
     lurk_err err = LURK_ERR_INTERNAL;
 
     if ((size_t)EVP_PKEY_get_size(pkey) > len) {
-        lurk_h_why(why, whylen, "plaintext could exceed %zu bytes", len);
+        lurk_why(why, whylen, "plaintext could exceed %zu bytes", len);
         goto end;
     }
     params[np++] = OSSL_PARAM_construct_int(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, &pad);
@@ -444,11 +432,11 @@ static lurk_err lurk_h_decrypt_oaep(const lurk_srv_handler_ctx *ctx, const LURK_
 
     pctx = EVP_PKEY_CTX_new_from_pkey(ctx->libctx, pkey, ctx->propq);
     if (pctx == NULL || EVP_PKEY_decrypt_init_ex(pctx, params) != 1) {
-        lurk_h_why(why, whylen, "OAEP setup failed");
+        lurk_why(why, whylen, "OAEP setup failed");
         goto end;
     }
     if (EVP_PKEY_decrypt(pctx, out, &len, req->ciphertext.data, req->ciphertext.len) != 1) {
-        lurk_h_why(why, whylen, "decryption failed");
+        lurk_why(why, whylen, "decryption failed");
         err = LURK_ERR_INVALID_FORMAT;
         goto end;
     }
@@ -472,21 +460,21 @@ static lurk_err lurk_h_agree(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY
 
     peer = d2i_PUBKEY_ex(NULL, &p, (long)req->peer_key.len, ctx->libctx, ctx->propq);
     if (peer == NULL || p != req->peer_key.data + req->peer_key.len) {
-        lurk_h_why(why, whylen, "PeerKey is not a valid public key");
+        lurk_why(why, whylen, "PeerKey is not a valid public key");
         goto end;
     }
     pctx = EVP_PKEY_CTX_new_from_pkey(ctx->libctx, lurk_srv_key_pkey(k), ctx->propq);
     if (pctx == NULL || EVP_PKEY_derive_init(pctx) != 1) {
-        lurk_h_why(why, whylen, "key agreement setup failed");
+        lurk_why(why, whylen, "key agreement setup failed");
         err = LURK_ERR_INTERNAL;
         goto end;
     }
     if (EVP_PKEY_derive_set_peer_ex(pctx, peer, 1) != 1) {
-        lurk_h_why(why, whylen, "PeerKey does not fit the key (curve or point)");
+        lurk_why(why, whylen, "PeerKey does not fit the key (curve or point)");
         goto end;
     }
     if (EVP_PKEY_derive(pctx, out, &len) != 1) {
-        lurk_h_why(why, whylen, "key agreement failed");
+        lurk_why(why, whylen, "key agreement failed");
         err = LURK_ERR_INTERNAL;
         goto end;
     }
@@ -589,7 +577,7 @@ int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
 
     if (peer == NULL || !peer->authenticated) {
         err = LURK_ERR_UNAUTHORIZED;
-        lurk_h_why(why, sizeof(why), "the client is not authenticated");
+        lurk_why(why, sizeof(why), "the client is not authenticated");
         goto reply;
     }
 
@@ -605,7 +593,7 @@ int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
     case LURK_TX_CREATE:
     case LURK_TX_DISPOSE:
         err = LURK_ERR_NOT_ACCEPTABLE;
-        lurk_h_why(why, sizeof(why), "%s is reserved and not implemented by this server",
+        lurk_why(why, sizeof(why), "%s is reserved and not implemented by this server",
                    lurk_tx_name(req.type));
         goto reply;
     default:
@@ -619,21 +607,21 @@ int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
         lurk_h_copy_clean(rec->key_id, sizeof(rec->key_id), req.key_id);
         if (lurk_keyid_parse(req.key_id, &id) != LURK_OK) {
             err = LURK_ERR_INVALID_FORMAT;
-            lurk_h_why(why, sizeof(why), "KeyId: not a key id");
+            lurk_why(why, sizeof(why), "KeyId: not a key id");
             goto reply;
         }
         k = lurk_srv_keystore_find(ctx->keys, &id);
     }
     if (k == NULL) {
         err = LURK_ERR_KEY_NOT_FOUND;
-        lurk_h_why(why, sizeof(why), "key %s is not on this key server", req.key_id);
+        lurk_why(why, sizeof(why), "key %s is not on this key server", req.key_id);
         goto reply;
     }
     lurk_h_copy(rec->key_id, sizeof(rec->key_id), lurk_srv_key_id_text(k));
     lurk_h_copy_clean(rec->key_name, sizeof(rec->key_name), lurk_srv_key_name(k));
     if (!lurk_srv_key_allows_client(k, peer->identity)) {
         err = LURK_ERR_POLICY_DENIED;
-        lurk_h_why(why, sizeof(why), "client %s is not allowed to use this key", rec->peer);
+        lurk_why(why, sizeof(why), "client %s is not allowed to use this key", rec->peer);
         goto reply;
     }
 
@@ -669,7 +657,7 @@ int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
         break;
     default:
         err = LURK_ERR_INTERNAL;
-        lurk_h_why(why, sizeof(why), "unexpected transaction");
+        lurk_why(why, sizeof(why), "unexpected transaction");
         break;
     }
     if (err == LURK_OK && req.type != LURK_TX_PUBLIC_KEY) {

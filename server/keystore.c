@@ -111,21 +111,6 @@ lurk_err lurk_policy_from_name(const char *name, lurk_policy *out)
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static void lurk_srv_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void lurk_srv_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why == NULL || whylen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 /* The deepest OpenSSL reason on the error queue (which is then cleared). */
 static const char *lurk_srv_ossl_reason(void)
 {
@@ -317,18 +302,18 @@ static lurk_err lurk_srv_read_passphrase(const char *path, char *buf, size_t buf
 
     f = fopen(path, "re");
     if (f == NULL) {
-        lurk_srv_why(why, whylen, "cannot read passphrase file %s: %s", path, strerror(errno));
+        lurk_why(why, whylen, "cannot read passphrase file %s: %s", path, strerror(errno));
         goto end;
     }
     if (fgets(buf, (int)buflen, f) == NULL) {
-        lurk_srv_why(why, whylen, "passphrase file %s is empty", path);
+        lurk_why(why, whylen, "passphrase file %s is empty", path);
         err = LURK_ERR_CONFIG;
         goto end;
     }
     n = strcspn(buf, "\r\n");
     buf[n] = '\0';
     if (n == 0) {
-        lurk_srv_why(why, whylen, "passphrase file %s has an empty first line", path);
+        lurk_why(why, whylen, "passphrase file %s has an empty first line", path);
         err = LURK_ERR_CONFIG;
         goto end;
     }
@@ -360,12 +345,12 @@ static lurk_err lurk_srv_load_pkey(LURK_SRV_KEYSTORE *ks, const char *name, cons
     }
     sctx = OSSL_STORE_open_ex(uri, ks->libctx, ks->propq, ui, &pw, NULL, NULL, NULL);
     if (sctx == NULL) {
-        lurk_srv_why(why, whylen, "key %s: cannot open %s: %s", name, uri,
+        lurk_why(why, whylen, "key %s: cannot open %s: %s", name, uri,
                      lurk_srv_ossl_reason());
         goto end;
     }
     if (!OSSL_STORE_expect(sctx, OSSL_STORE_INFO_PKEY)) {
-        lurk_srv_why(why, whylen, "key %s: %s: cannot select private keys", name, uri);
+        lurk_why(why, whylen, "key %s: %s: cannot select private keys", name, uri);
         goto end;
     }
     while (*out == NULL && !OSSL_STORE_eof(sctx)) {
@@ -383,7 +368,7 @@ static lurk_err lurk_srv_load_pkey(LURK_SRV_KEYSTORE *ks, const char *name, cons
         info = NULL;
     }
     if (*out == NULL) {
-        lurk_srv_why(why, whylen, "key %s: no private key in %s (%s%s)", name, uri,
+        lurk_why(why, whylen, "key %s: no private key in %s (%s%s)", name, uri,
                      lurk_srv_ossl_reason(),
                      passphrase == NULL ? "; an encrypted key needs passphrase_file" : "");
         goto end;
@@ -408,13 +393,13 @@ static lurk_err lurk_srv_classify(LURK_SRV_KEY *k, char *why, size_t whylen)
     if (EVP_PKEY_is_a(k->pkey, "RSA")) {
         k->type = LURK_KEY_RSA;
         if (k->bits < LURK_SRV_RSA_MIN_BITS) {
-            lurk_srv_why(why, whylen,
+            lurk_why(why, whylen,
                          "key %s: RSA key of %d bits is too weak (at least %d bits required)",
                          k->name, k->bits, LURK_SRV_RSA_MIN_BITS);
             return LURK_ERR_CONFIG;
         }
         if (k->bits > LURK_SRV_RSA_MAX_BITS) {
-            lurk_srv_why(why, whylen, "key %s: RSA key of %d bits is larger than %d bits",
+            lurk_why(why, whylen, "key %s: RSA key of %d bits is larger than %d bits",
                          k->name, k->bits, LURK_SRV_RSA_MAX_BITS);
             return LURK_ERR_CONFIG;
         }
@@ -425,7 +410,7 @@ static lurk_err lurk_srv_classify(LURK_SRV_KEY *k, char *why, size_t whylen)
             || (strcmp(group, "prime256v1") != 0 && strcmp(group, "secp384r1") != 0
                 && strcmp(group, "secp521r1") != 0)) {
             ERR_clear_error();
-            lurk_srv_why(why, whylen,
+            lurk_why(why, whylen,
                          "key %s: EC curve %s is not supported (P-256, P-384, P-521 are)",
                          k->name, group[0] != '\0' ? group : "(explicit parameters)");
             return LURK_ERR_CONFIG;
@@ -433,7 +418,7 @@ static lurk_err lurk_srv_classify(LURK_SRV_KEY *k, char *why, size_t whylen)
     } else if (EVP_PKEY_is_a(k->pkey, "ED25519")) {
         k->type = LURK_KEY_ED25519;
     } else {
-        lurk_srv_why(why, whylen,
+        lurk_why(why, whylen,
                      "key %s: key type %s is not supported (RSA, EC, ED25519 are)", k->name,
                      EVP_PKEY_get0_type_name(k->pkey) != NULL
                          ? EVP_PKEY_get0_type_name(k->pkey) : "?");
@@ -441,12 +426,12 @@ static lurk_err lurk_srv_classify(LURK_SRV_KEY *k, char *why, size_t whylen)
     }
 
     if (k->policy == LURK_POLICY_AGREE && k->type != LURK_KEY_EC) {
-        lurk_srv_why(why, whylen, "key %s: policy agree needs an EC key, this is %s", k->name,
+        lurk_why(why, whylen, "key %s: policy agree needs an EC key, this is %s", k->name,
                      lurk_key_type_name(k->type));
         return LURK_ERR_CONFIG;
     }
     if (k->policy == LURK_POLICY_DECRYPT && k->type != LURK_KEY_RSA) {
-        lurk_srv_why(why, whylen, "key %s: policy decrypt needs an RSA key, this is %s",
+        lurk_why(why, whylen, "key %s: policy decrypt needs an RSA key, this is %s",
                      k->name, lurk_key_type_name(k->type));
         return LURK_ERR_CONFIG;
     }
@@ -460,7 +445,7 @@ static lurk_err lurk_srv_copy_clients(LURK_SRV_KEY *k, const lurk_srv_key_conf *
         return LURK_OK;
     }
     if (kc->n_clients > LURK_SRV_MAX_CLIENTS_PER_KEY) {
-        lurk_srv_why(why, whylen, "key %s: %zu clients listed, at most %d allowed", k->name,
+        lurk_why(why, whylen, "key %s: %zu clients listed, at most %d allowed", k->name,
                      kc->n_clients, LURK_SRV_MAX_CLIENTS_PER_KEY);
         return LURK_ERR_CONFIG;
     }
@@ -470,7 +455,7 @@ static lurk_err lurk_srv_copy_clients(LURK_SRV_KEY *k, const lurk_srv_key_conf *
     }
     for (size_t i = 0; i < kc->n_clients; i++) {
         if (kc->clients[i] == NULL || kc->clients[i][0] == '\0') {
-            lurk_srv_why(why, whylen, "key %s: empty client name in clients", k->name);
+            lurk_why(why, whylen, "key %s: empty client name in clients", k->name);
             return LURK_ERR_CONFIG;
         }
         k->clients[i] = strdup(kc->clients[i]);
@@ -531,14 +516,14 @@ static lurk_err lurk_srv_insert(LURK_SRV_KEYSTORE *ks, LURK_SRV_KEY *k, char *wh
 
     for (size_t i = 0; i < ks->n_keys; i++) {
         if (strcmp(ks->keys[i]->name, k->name) == 0) {
-            lurk_srv_why(why, whylen, "key %s: the name is already used by another key (%s)",
+            lurk_why(why, whylen, "key %s: the name is already used by another key (%s)",
                          k->name, ks->keys[i]->id_text);
             return LURK_ERR_CONFIG;
         }
     }
     pos = lurk_srv_lower_bound(ks, &k->id);
     if (pos < ks->n_keys && lurk_srv_keyid_cmp(&ks->keys[pos]->id, &k->id) == 0) {
-        lurk_srv_why(why, whylen, "key %s is the same key as key %s (key id %s)", k->name,
+        lurk_why(why, whylen, "key %s is the same key as key %s (key id %s)", k->name,
                      ks->keys[pos]->name, k->id_text);
         return LURK_ERR_CONFIG;
     }
@@ -582,15 +567,15 @@ lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *k
         why[0] = '\0';
     }
     if (ks == NULL || kc == NULL || kc->name == NULL || kc->name[0] == '\0') {
-        lurk_srv_why(why, whylen, "a key needs a name");
+        lurk_why(why, whylen, "a key needs a name");
         return LURK_ERR_INVALID_ARG;
     }
     if ((kc->file == NULL) == (kc->uri == NULL)) {
-        lurk_srv_why(why, whylen, "key %s: set exactly one of file or uri", kc->name);
+        lurk_why(why, whylen, "key %s: set exactly one of file or uri", kc->name);
         return LURK_ERR_CONFIG;
     }
     if ((int)kc->policy < 0 || kc->policy >= LURK_POLICY__COUNT) {
-        lurk_srv_why(why, whylen, "key %s: unknown policy", kc->name);
+        lurk_why(why, whylen, "key %s: unknown policy", kc->name);
         return LURK_ERR_CONFIG;
     }
     source = kc->file != NULL ? kc->file : kc->uri;
@@ -616,18 +601,18 @@ lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *k
         struct stat st;
 
         if (stat(kc->file, &st) != 0) {
-            lurk_srv_why(why, whylen, "key %s: cannot read %s: %s", k->name, kc->file,
+            lurk_why(why, whylen, "key %s: cannot read %s: %s", k->name, kc->file,
                          strerror(errno));
             err = LURK_ERR_IO;
             goto end;
         }
         if (!S_ISREG(st.st_mode)) {
-            lurk_srv_why(why, whylen, "key %s: %s is not a regular file", k->name, kc->file);
+            lurk_why(why, whylen, "key %s: %s is not a regular file", k->name, kc->file);
             err = LURK_ERR_IO;
             goto end;
         }
         if (access(kc->file, R_OK) != 0) {
-            lurk_srv_why(why, whylen, "key %s: cannot read %s: %s", k->name, kc->file,
+            lurk_why(why, whylen, "key %s: cannot read %s: %s", k->name, kc->file,
                          strerror(errno));
             err = LURK_ERR_IO;
             goto end;
@@ -652,7 +637,7 @@ lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *k
 
     der_len = i2d_PUBKEY(k->pkey, &der);
     if (der_len <= 0) {
-        lurk_srv_why(why, whylen, "key %s: cannot encode its public key: %s", k->name,
+        lurk_why(why, whylen, "key %s: cannot encode its public key: %s", k->name,
                      lurk_srv_ossl_reason());
         err = LURK_ERR_CONFIG;
         goto end;
@@ -665,7 +650,7 @@ lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *k
         err = lurk_keyid_format(&k->id, k->id_text, sizeof(k->id_text));
     }
     if (err != LURK_OK) {
-        lurk_srv_why(why, whylen, "key %s: cannot compute its key id: %s", k->name,
+        lurk_why(why, whylen, "key %s: cannot compute its key id: %s", k->name,
                      lurk_err_str(err));
         goto end;
     }
@@ -681,7 +666,7 @@ lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *k
     k = NULL;
 end:
     if (err == LURK_ERR_NOMEM) {
-        lurk_srv_why(why, whylen, "key %s: out of memory", kc->name);
+        lurk_why(why, whylen, "key %s: out of memory", kc->name);
     }
     OPENSSL_cleanse(pass, sizeof(pass));
     OPENSSL_free(der);
@@ -728,7 +713,7 @@ lurk_err lurk_srv_keystore_add_dir(LURK_SRV_KEYSTORE *ks, const char *dir,
     }
     d = opendir(dir);
     if (d == NULL) {
-        lurk_srv_why(why, whylen, "key directory %s: %s", dir, strerror(errno));
+        lurk_why(why, whylen, "key directory %s: %s", dir, strerror(errno));
         first = LURK_ERR_IO;
         goto end;
     }
@@ -789,7 +774,7 @@ lurk_err lurk_srv_keystore_add_dir(LURK_SRV_KEYSTORE *ks, const char *dir,
             failures++;
             if (first == LURK_OK) {
                 first = err;
-                lurk_srv_why(why, whylen, "%s/%s: %s", dir, names[i], one_why);
+                lurk_why(why, whylen, "%s/%s: %s", dir, names[i], one_why);
             }
         }
     }
@@ -803,7 +788,7 @@ lurk_err lurk_srv_keystore_add_dir(LURK_SRV_KEYSTORE *ks, const char *dir,
     }
 end:
     if (first == LURK_ERR_NOMEM) {
-        lurk_srv_why(why, whylen, "key directory %s: out of memory", dir);
+        lurk_why(why, whylen, "key directory %s: out of memory", dir);
     }
     for (size_t i = 0; i < n_names; i++) {
         free(names[i]);

@@ -26,21 +26,6 @@
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
-static void lurk_pol_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void lurk_pol_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why == NULL || whylen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- TLS 1.3 CertificateVerify (RFC 8446 4.4.3) ------------------------ */
 
 #define LURK_TLS13_PAD 64
@@ -184,12 +169,12 @@ int lurk_srv_is_tls12_ske(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx
     size_t point_len;
 
     if (d == NULL || n < LURK_TLS12_RANDOMS + 4) {
-        lurk_pol_why(why, whylen, "too short for two randoms and ECParameters");
+        lurk_why(why, whylen, "too short for two randoms and ECParameters");
         return 0;
     }
     params = d + LURK_TLS12_RANDOMS;
     if (params[0] != LURK_TLS12_NAMED_CURVE) {
-        lurk_pol_why(why, whylen, "ECCurveType %u is not named_curve(3)", params[0]);
+        lurk_why(why, whylen, "ECCurveType %u is not named_curve(3)", params[0]);
         return 0;
     }
     curve_id = ((unsigned)params[1] << 8) | params[2];
@@ -200,28 +185,28 @@ int lurk_srv_is_tls12_ske(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx
         }
     }
     if (curve == NULL) {
-        lurk_pol_why(why, whylen, "NamedCurve 0x%04x is not supported", curve_id);
+        lurk_why(why, whylen, "NamedCurve 0x%04x is not supported", curve_id);
         return 0;
     }
     point_len = params[3];
     if (n != LURK_TLS12_RANDOMS + 4 + point_len) {
-        lurk_pol_why(why, whylen, "%s point of %zu bytes but %zu bytes follow it",
+        lurk_why(why, whylen, "%s point of %zu bytes but %zu bytes follow it",
                      curve->name, point_len, n - LURK_TLS12_RANDOMS - 4);
         return 0;
     }
     if (point_len != curve->point_len) {
-        lurk_pol_why(why, whylen, "%s point of %zu bytes, expected %zu", curve->name,
+        lurk_why(why, whylen, "%s point of %zu bytes, expected %zu", curve->name,
                      point_len, curve->point_len);
         return 0;
     }
     if (curve->nid != NID_undef) {
         /* TLS 1.2 (RFC 8422 5.1.2) uses only the uncompressed form. */
         if (params[4] != 0x04) {
-            lurk_pol_why(why, whylen, "%s point is not in uncompressed form", curve->name);
+            lurk_why(why, whylen, "%s point is not in uncompressed form", curve->name);
             return 0;
         }
         if (!lurk_pol_point_on_curve(params + 4, point_len, curve->nid, libctx)) {
-            lurk_pol_why(why, whylen, "%s point is not on the curve", curve->name);
+            lurk_why(why, whylen, "%s point is not on the curve", curve->name);
             return 0;
         }
     }
@@ -256,37 +241,37 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
     char ske_why[128] = "";
 
     if (pol != LURK_POLICY_TLS_SERVER && pol != LURK_POLICY_SIGN) {
-        lurk_pol_why(why, whylen, "policy %s does not allow Sign", lurk_policy_name(pol));
+        lurk_why(why, whylen, "policy %s does not allow Sign", lurk_policy_name(pol));
         return LURK_ERR_POLICY_DENIED;
     }
     if (alg == NULL) {
-        lurk_pol_why(why, whylen, "Algorithm is missing or unknown");
+        lurk_why(why, whylen, "Algorithm is missing or unknown");
         return LURK_ERR_NOT_ACCEPTABLE;
     }
     if (!lurk_pol_alg_fits(type, req->sig_alg)) {
-        lurk_pol_why(why, whylen, "algorithm %s does not fit a %s key", alg,
+        lurk_why(why, whylen, "algorithm %s does not fit a %s key", alg,
                      lurk_key_type_name(type));
         return LURK_ERR_NOT_ACCEPTABLE;
     }
     if (req->sig_alg == LURK_SIG_ED25519) {
         if (req->md != LURK_MD_NONE) {
-            lurk_pol_why(why, whylen, "ed25519 takes no DigestAlg");
+            lurk_why(why, whylen, "ed25519 takes no DigestAlg");
             return LURK_ERR_NOT_ACCEPTABLE;
         }
         if (has_digest) {
-            lurk_pol_why(why, whylen, "ed25519 signs the message itself; send Data, not a Digest");
+            lurk_why(why, whylen, "ed25519 signs the message itself; send Data, not a Digest");
             return LURK_ERR_NOT_ACCEPTABLE;
         }
     } else if (hlen == 0) {
-        lurk_pol_why(why, whylen, "DigestAlg must be sha256, sha384 or sha512 for %s", alg);
+        lurk_why(why, whylen, "DigestAlg must be sha256, sha384 or sha512 for %s", alg);
         return LURK_ERR_NOT_ACCEPTABLE;
     }
     if (has_data == has_digest) {
-        lurk_pol_why(why, whylen, "send exactly one of Data or Digest");
+        lurk_why(why, whylen, "send exactly one of Data or Digest");
         return LURK_ERR_INVALID_FORMAT;
     }
     if (has_digest && req->digest.len != hlen) {
-        lurk_pol_why(why, whylen, "Digest has %zu bytes, %s needs %zu", req->digest.len,
+        lurk_why(why, whylen, "Digest has %zu bytes, %s needs %zu", req->digest.len,
                      lurk_md_name(req->md), hlen);
         return LURK_ERR_INVALID_FORMAT;
     }
@@ -296,16 +281,16 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
         long max_salt = em_len - (long)hlen - 2;
 
         if (req->salt_len < 0) {
-            lurk_pol_why(why, whylen, "rsa-pss needs SaltLength");
+            lurk_why(why, whylen, "rsa-pss needs SaltLength");
             return LURK_ERR_INVALID_FORMAT;
         }
         if (req->salt_len > max_salt) {
-            lurk_pol_why(why, whylen, "SaltLength %d is too large for this key and %s (at most %ld)",
+            lurk_why(why, whylen, "SaltLength %d is too large for this key and %s (at most %ld)",
                          req->salt_len, lurk_md_name(req->md), max_salt);
             return LURK_ERR_NOT_ACCEPTABLE;
         }
     } else if (req->salt_len >= 0) {
-        lurk_pol_why(why, whylen, "SaltLength is only for rsa-pss");
+        lurk_why(why, whylen, "SaltLength is only for rsa-pss");
         return LURK_ERR_INVALID_FORMAT;
     }
 
@@ -315,12 +300,12 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
 
     /* tls-server */
     if (has_digest) {
-        lurk_pol_why(why, whylen,
+        lurk_why(why, whylen,
                      "policy tls-server signs only TLS handshake messages; send Data, not a digest");
         return LURK_ERR_POLICY_DENIED;
     }
     if (req->sig_alg == LURK_SIG_RSA_PSS && (size_t)req->salt_len != hlen) {
-        lurk_pol_why(why, whylen,
+        lurk_why(why, whylen,
                      "policy tls-server needs rsa-pss SaltLength = digest size (%zu), not %d",
                      hlen, req->salt_len);
         return LURK_ERR_POLICY_DENIED;
@@ -328,7 +313,7 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
     if (lurk_srv_is_tls13_server_cv(req->data.data, req->data.len)) {
         /* RFC 8446 4.2.3: RSA signatures in TLS 1.3 are RSASSA-PSS only. */
         if (req->sig_alg == LURK_SIG_RSA_PKCS1) {
-            lurk_pol_why(why, whylen,
+            lurk_why(why, whylen,
                          "policy tls-server: TLS 1.3 CertificateVerify is never signed with rsa-pkcs1");
             return LURK_ERR_POLICY_DENIED;
         }
@@ -338,7 +323,7 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
                               sizeof(ske_why))) {
         return LURK_OK;
     }
-    lurk_pol_why(why, whylen,
+    lurk_why(why, whylen,
                  "policy tls-server: Data is not a TLS 1.3 server CertificateVerify or TLS 1.2 "
                  "ServerKeyExchange input (as ServerKeyExchange: %s)", ske_why);
     return LURK_ERR_POLICY_DENIED;
@@ -354,32 +339,32 @@ lurk_err lurk_srv_policy_check_decrypt(const LURK_SRV_KEY *k, const lurk_request
     size_t mod_len;
 
     if (type != LURK_KEY_RSA || (pol != LURK_POLICY_TLS_SERVER && pol != LURK_POLICY_DECRYPT)) {
-        lurk_pol_why(why, whylen, "policy %s of this %s key does not allow Decrypt",
+        lurk_why(why, whylen, "policy %s of this %s key does not allow Decrypt",
                      lurk_policy_name(pol), lurk_key_type_name(type));
         return LURK_ERR_POLICY_DENIED;
     }
     if (req->dec_mode != LURK_DEC_TLS_PREMASTER && req->dec_mode != LURK_DEC_OAEP) {
-        lurk_pol_why(why, whylen, "Mode is missing or unknown");
+        lurk_why(why, whylen, "Mode is missing or unknown");
         return LURK_ERR_NOT_ACCEPTABLE;
     }
     if (pol == LURK_POLICY_TLS_SERVER && req->dec_mode != LURK_DEC_TLS_PREMASTER) {
-        lurk_pol_why(why, whylen, "policy tls-server decrypts only in mode tls-premaster");
+        lurk_why(why, whylen, "policy tls-server decrypts only in mode tls-premaster");
         return LURK_ERR_POLICY_DENIED;
     }
     mod_len = ((size_t)lurk_srv_key_bits(k) + 7) / 8;
     if (req->ciphertext.data == NULL || req->ciphertext.len != mod_len) {
-        lurk_pol_why(why, whylen, "Data has %zu bytes, the key's modulus %zu",
+        lurk_why(why, whylen, "Data has %zu bytes, the key's modulus %zu",
                      req->ciphertext.len, mod_len);
         return LURK_ERR_INVALID_FORMAT;
     }
     if (req->dec_mode == LURK_DEC_TLS_PREMASTER) {
         if (req->client_version == 0 || req->client_version > 0xffff
             || req->alt_version > 0xffff) {
-            lurk_pol_why(why, whylen, "ClientVersion must be a TLS version such as 771 (0x0303)");
+            lurk_why(why, whylen, "ClientVersion must be a TLS version such as 771 (0x0303)");
             return LURK_ERR_INVALID_FORMAT;
         }
     } else if (lurk_md_size(req->oaep_md) == 0) {
-        lurk_pol_why(why, whylen, "oaep needs OaepDigest sha256, sha384 or sha512");
+        lurk_why(why, whylen, "oaep needs OaepDigest sha256, sha384 or sha512");
         return LURK_ERR_NOT_ACCEPTABLE;
     }
     return LURK_OK;
@@ -441,27 +426,27 @@ lurk_err lurk_srv_policy_check_agree(const LURK_SRV_KEY *k, const lurk_request *
     int peer_nid;
 
     if (pol != LURK_POLICY_AGREE || lurk_srv_key_type(k) != LURK_KEY_EC) {
-        lurk_pol_why(why, whylen, "policy %s of this %s key does not allow Agree",
+        lurk_why(why, whylen, "policy %s of this %s key does not allow Agree",
                      lurk_policy_name(pol), lurk_key_type_name(lurk_srv_key_type(k)));
         return LURK_ERR_POLICY_DENIED;
     }
     if (req->peer_key.data == NULL || req->peer_key.len == 0) {
-        lurk_pol_why(why, whylen, "PeerKey is missing");
+        lurk_why(why, whylen, "PeerKey is missing");
         return LURK_ERR_INVALID_FORMAT;
     }
     if (!EVP_PKEY_get_group_name(lurk_srv_key_pkey(k), group, sizeof(group), NULL)) {
         ERR_clear_error();
-        lurk_pol_why(why, whylen, "the key's curve is unknown");
+        lurk_why(why, whylen, "the key's curve is unknown");
         return LURK_ERR_INTERNAL;
     }
     key_nid = OBJ_sn2nid(group);
     peer_nid = lurk_pol_spki_curve(req->peer_key.data, req->peer_key.len);
     if (peer_nid == NID_undef) {
-        lurk_pol_why(why, whylen, "PeerKey is not an EC SubjectPublicKeyInfo on a named curve");
+        lurk_why(why, whylen, "PeerKey is not an EC SubjectPublicKeyInfo on a named curve");
         return LURK_ERR_NOT_ACCEPTABLE;
     }
     if (peer_nid != key_nid) {
-        lurk_pol_why(why, whylen, "PeerKey is on curve %s, the key on %s", OBJ_nid2sn(peer_nid),
+        lurk_why(why, whylen, "PeerKey is on curve %s, the key on %s", OBJ_nid2sn(peer_nid),
                      group);
         return LURK_ERR_NOT_ACCEPTABLE;
     }
