@@ -499,7 +499,7 @@ static lurk_err parse_envelope(const char *json, size_t len, json_t **root, cons
     *root = NULL;
     if (len > LURK_MAX_MESSAGE) {
         lurk_why(why, whylen, "message: %zu bytes exceeds the limit of %d bytes", len,
-                LURK_MAX_MESSAGE);
+                 LURK_MAX_MESSAGE);
         return LURK_ERR_TOO_LARGE;
     }
     *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -1612,7 +1612,7 @@ lurk_err lurk_proto_decode_response(const char *json, size_t len, lurk_tx expect
     } else {
         out->type = LURK_TX__COUNT;
         lurk_why(why, whylen, "message: expected \"%s\" or \"%s\", got \"%.40s\"", want,
-                LURK_LURK_RESPONSE, name);
+                 LURK_LURK_RESPONSE, name);
         ret = LURK_ERR_INVALID_FORMAT;
         goto end;
     }

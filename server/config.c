@@ -302,7 +302,7 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
     if (sk == NULL) {
         where(at, sizeof(at), conf->path, "keys", name);
         lurk_why(why, whylen, "%s: key '%s' names section [%s], which does not exist", at, name,
-                section);
+                 section);
         goto end;
     }
     for (int i = 0; i < sk_CONF_VALUE_num(sk); i++) {
@@ -311,7 +311,7 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
         where(at, sizeof(at), conf->path, section, v->name);
         if (!in_list(v->name, key_keys)) {
             lurk_why(why, whylen, "%s: unknown key '%s' (known: file, uri, passphrase_file, "
-                    "policy, clients)", at, v->name);
+                     "policy, clients)", at, v->name);
             goto end;
         }
         if (strcmp(v->name, "file") == 0) {
@@ -323,7 +323,7 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
         } else if (strcmp(v->name, "policy") == 0) {
             if (lurk_policy_from_name(v->value, &k->policy) != LURK_OK) {
                 lurk_why(why, whylen, "%s: unknown policy '%s' (tls-server, sign, decrypt or "
-                        "agree)", at, v->value);
+                         "agree)", at, v->value);
                 goto end;
             }
         } else {
@@ -343,7 +343,7 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
             k->n_clients = k->clients != NULL ? n : 0;
             if (e == LURK_ERR_CONFIG) {
                 lurk_why(why, whylen, "%s: more than %d clients", at,
-                        LURK_SRV_MAX_CLIENTS_PER_KEY);
+                         LURK_SRV_MAX_CLIENTS_PER_KEY);
                 goto end;
             }
             if (e != LURK_OK || k->clients == NULL) {
@@ -352,14 +352,14 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
             }
             if (n == 0) {
                 lurk_why(why, whylen, "%s: empty client list (leave the key out to allow any "
-                        "client)", at);
+                         "client)", at);
                 goto end;
             }
         }
     }
     if ((k->file == NULL) == (k->uri == NULL)) {
         lurk_why(why, whylen, "%s, [%s]: key '%s' needs exactly one of 'file' or 'uri'",
-                conf->path, section, name);
+                 conf->path, section, name);
         goto end;
     }
     err = LURK_OK;
@@ -514,7 +514,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
             if (err != LURK_OK || conf->n_listen == 0) {
                 err = LURK_ERR_CONFIG;
                 lurk_why(why, whylen, "%s: expected one to %d ADDR:PORT, comma-separated", at,
-                        LURK_SRV_MAX_LISTEN);
+                         LURK_SRV_MAX_LISTEN);
                 goto end;
             }
             err = LURK_ERR_CONFIG;
@@ -524,7 +524,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
 
                 if (lurk_srv_split_addr(conf->listen[j], host, sizeof(host), &port) != LURK_OK) {
                     lurk_why(why, whylen, "%s: '%s' is not ADDR:PORT (IPv6: [ADDR]:PORT)", at,
-                            conf->listen[j]);
+                             conf->listen[j]);
                     goto end;
                 }
             }
@@ -547,7 +547,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
             }
             if (!parse_int(v->value, lo, hi, &num)) {
                 lurk_why(why, whylen, "%s: '%s' is not an integer in %ld..%ld", at, v->value, lo,
-                        hi);
+                         hi);
                 goto end;
             }
             if (strcmp(name, "threads") == 0) {
@@ -615,7 +615,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
 
         if (missing != NULL) {
             lurk_why(why, whylen, "%s, [%s]: '%s' is required for TCP listeners (mutual TLS is "
-                    "mandatory)", path, SECTION, missing);
+                     "mandatory)", path, SECTION, missing);
             goto end;
         }
     }
@@ -673,7 +673,7 @@ lurk_err lurk_srv_conf_keystore(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
                 lurk_why(why, whylen, "%s, [%s]: %s", conf->path, k->section, inner);
             } else {
                 lurk_why(why, whylen, "%s, [%s]: key '%s': %s", conf->path, k->section, k->name,
-                        lurk_err_str(err));
+                         lurk_err_str(err));
             }
             goto end;
         }
@@ -684,7 +684,7 @@ lurk_err lurk_srv_conf_keystore(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
                                         sizeof(inner));
         if (err != LURK_OK) {
             lurk_why(why, whylen, "%s, [%s] key_dir %s: %s", conf->path, SECTION, conf->key_dir,
-                    inner[0] != '\0' ? inner : lurk_err_str(err));
+                     inner[0] != '\0' ? inner : lurk_err_str(err));
             goto end;
         }
     }

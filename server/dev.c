@@ -312,7 +312,7 @@ static lurk_err ensure_pair(OSSL_LIB_CTX *libctx, const char *dir, const char *k
     x = make_cert(libctx, cn, pkey, ca, ca_key, kind);
     if (x == NULL || !write_cert(cert_path, x)) {
         lurk_why(why, whylen, "cannot write %s: %s", cert_path,
-                x == NULL ? "certificate creation failed" : strerror(errno));
+                 x == NULL ? "certificate creation failed" : strerror(errno));
         goto end;
     }
     note(made, sizeof(made), cert_name);
@@ -568,7 +568,7 @@ static lurk_err write_keyref(OSSL_LIB_CTX *libctx, const char *dir, const char *
     }
     if (err != LURK_OK) {
         lurk_why(why, whylen, "cannot make the key reference %s: %s", ref_file,
-                lurk_err_str(err));
+                 lurk_err_str(err));
         goto end;
     }
     err = write_text(dir, ref_file, pem, 0644, why, whylen);

@@ -594,7 +594,7 @@ int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
     case LURK_TX_DISPOSE:
         err = LURK_ERR_NOT_ACCEPTABLE;
         lurk_why(why, sizeof(why), "%s is reserved and not implemented by this server",
-                   lurk_tx_name(req.type));
+                 lurk_tx_name(req.type));
         goto reply;
     default:
         break;

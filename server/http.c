@@ -177,7 +177,7 @@ lurk_err lurk_srv_tls_ctx_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx, S
     ctx = SSL_CTX_new_ex(libctx, NULL, TLS_server_method());
     if (ctx == NULL) {
         lurk_why(why, whylen, "cannot create a TLS context: %s",
-                lurk_srv_ossl_reason(reason, sizeof(reason)));
+                 lurk_srv_ossl_reason(reason, sizeof(reason)));
         err = LURK_ERR_INTERNAL;
         goto end;
     }
@@ -189,28 +189,28 @@ lurk_err lurk_srv_tls_ctx_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx, S
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (SSL_CTX_use_certificate_chain_file(ctx, conf->tls_cert) != 1) {
         lurk_why(why, whylen, "%s, [keyserver] tls_cert %s: %s", conf->path, conf->tls_cert,
-                lurk_srv_ossl_reason(reason, sizeof(reason)));
+                 lurk_srv_ossl_reason(reason, sizeof(reason)));
         goto end;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, conf->tls_key, SSL_FILETYPE_PEM) != 1) {
         lurk_why(why, whylen, "%s, [keyserver] tls_key %s: %s", conf->path, conf->tls_key,
-                lurk_srv_ossl_reason(reason, sizeof(reason)));
+                 lurk_srv_ossl_reason(reason, sizeof(reason)));
         goto end;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
         lurk_why(why, whylen, "%s: tls_key %s does not match tls_cert %s", conf->path,
-                conf->tls_key, conf->tls_cert);
+                 conf->tls_key, conf->tls_cert);
         goto end;
     }
     if (SSL_CTX_load_verify_file(ctx, conf->client_ca) != 1) {
         lurk_why(why, whylen, "%s, [keyserver] client_ca %s: %s", conf->path, conf->client_ca,
-                lurk_srv_ossl_reason(reason, sizeof(reason)));
+                 lurk_srv_ossl_reason(reason, sizeof(reason)));
         goto end;
     }
     cas = SSL_load_client_CA_file_ex(conf->client_ca, libctx, NULL);
     if (cas == NULL) {
         lurk_why(why, whylen, "%s, [keyserver] client_ca %s: no CA certificate in it",
-                conf->path, conf->client_ca);
+                 conf->path, conf->client_ca);
         goto end;
     }
     SSL_CTX_set_client_CA_list(ctx, cas);

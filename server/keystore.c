@@ -346,7 +346,7 @@ static lurk_err lurk_srv_load_pkey(LURK_SRV_KEYSTORE *ks, const char *name, cons
     sctx = OSSL_STORE_open_ex(uri, ks->libctx, ks->propq, ui, &pw, NULL, NULL, NULL);
     if (sctx == NULL) {
         lurk_why(why, whylen, "key %s: cannot open %s: %s", name, uri,
-                     lurk_srv_ossl_reason());
+                 lurk_srv_ossl_reason());
         goto end;
     }
     if (!OSSL_STORE_expect(sctx, OSSL_STORE_INFO_PKEY)) {
@@ -369,8 +369,8 @@ static lurk_err lurk_srv_load_pkey(LURK_SRV_KEYSTORE *ks, const char *name, cons
     }
     if (*out == NULL) {
         lurk_why(why, whylen, "key %s: no private key in %s (%s%s)", name, uri,
-                     lurk_srv_ossl_reason(),
-                     passphrase == NULL ? "; an encrypted key needs passphrase_file" : "");
+                 lurk_srv_ossl_reason(),
+                 passphrase == NULL ? "; an encrypted key needs passphrase_file" : "");
         goto end;
     }
     err = LURK_OK;
@@ -394,13 +394,13 @@ static lurk_err lurk_srv_classify(LURK_SRV_KEY *k, char *why, size_t whylen)
         k->type = LURK_KEY_RSA;
         if (k->bits < LURK_SRV_RSA_MIN_BITS) {
             lurk_why(why, whylen,
-                         "key %s: RSA key of %d bits is too weak (at least %d bits required)",
-                         k->name, k->bits, LURK_SRV_RSA_MIN_BITS);
+                     "key %s: RSA key of %d bits is too weak (at least %d bits required)",
+                     k->name, k->bits, LURK_SRV_RSA_MIN_BITS);
             return LURK_ERR_CONFIG;
         }
         if (k->bits > LURK_SRV_RSA_MAX_BITS) {
             lurk_why(why, whylen, "key %s: RSA key of %d bits is larger than %d bits",
-                         k->name, k->bits, LURK_SRV_RSA_MAX_BITS);
+                     k->name, k->bits, LURK_SRV_RSA_MAX_BITS);
             return LURK_ERR_CONFIG;
         }
     } else if (EVP_PKEY_is_a(k->pkey, "EC")) {
@@ -411,28 +411,28 @@ static lurk_err lurk_srv_classify(LURK_SRV_KEY *k, char *why, size_t whylen)
                 && strcmp(group, "secp521r1") != 0)) {
             ERR_clear_error();
             lurk_why(why, whylen,
-                         "key %s: EC curve %s is not supported (P-256, P-384, P-521 are)",
-                         k->name, group[0] != '\0' ? group : "(explicit parameters)");
+                     "key %s: EC curve %s is not supported (P-256, P-384, P-521 are)",
+                     k->name, group[0] != '\0' ? group : "(explicit parameters)");
             return LURK_ERR_CONFIG;
         }
     } else if (EVP_PKEY_is_a(k->pkey, "ED25519")) {
         k->type = LURK_KEY_ED25519;
     } else {
         lurk_why(why, whylen,
-                     "key %s: key type %s is not supported (RSA, EC, ED25519 are)", k->name,
-                     EVP_PKEY_get0_type_name(k->pkey) != NULL
+                 "key %s: key type %s is not supported (RSA, EC, ED25519 are)", k->name,
+                 EVP_PKEY_get0_type_name(k->pkey) != NULL
                          ? EVP_PKEY_get0_type_name(k->pkey) : "?");
         return LURK_ERR_CONFIG;
     }
 
     if (k->policy == LURK_POLICY_AGREE && k->type != LURK_KEY_EC) {
         lurk_why(why, whylen, "key %s: policy agree needs an EC key, this is %s", k->name,
-                     lurk_key_type_name(k->type));
+                 lurk_key_type_name(k->type));
         return LURK_ERR_CONFIG;
     }
     if (k->policy == LURK_POLICY_DECRYPT && k->type != LURK_KEY_RSA) {
         lurk_why(why, whylen, "key %s: policy decrypt needs an RSA key, this is %s",
-                     k->name, lurk_key_type_name(k->type));
+                 k->name, lurk_key_type_name(k->type));
         return LURK_ERR_CONFIG;
     }
     return LURK_OK;
@@ -446,7 +446,7 @@ static lurk_err lurk_srv_copy_clients(LURK_SRV_KEY *k, const lurk_srv_key_conf *
     }
     if (kc->n_clients > LURK_SRV_MAX_CLIENTS_PER_KEY) {
         lurk_why(why, whylen, "key %s: %zu clients listed, at most %d allowed", k->name,
-                     kc->n_clients, LURK_SRV_MAX_CLIENTS_PER_KEY);
+                 kc->n_clients, LURK_SRV_MAX_CLIENTS_PER_KEY);
         return LURK_ERR_CONFIG;
     }
     k->clients = calloc(kc->n_clients, sizeof(*k->clients));
@@ -517,14 +517,14 @@ static lurk_err lurk_srv_insert(LURK_SRV_KEYSTORE *ks, LURK_SRV_KEY *k, char *wh
     for (size_t i = 0; i < ks->n_keys; i++) {
         if (strcmp(ks->keys[i]->name, k->name) == 0) {
             lurk_why(why, whylen, "key %s: the name is already used by another key (%s)",
-                         k->name, ks->keys[i]->id_text);
+                     k->name, ks->keys[i]->id_text);
             return LURK_ERR_CONFIG;
         }
     }
     pos = lurk_srv_lower_bound(ks, &k->id);
     if (pos < ks->n_keys && lurk_srv_keyid_cmp(&ks->keys[pos]->id, &k->id) == 0) {
         lurk_why(why, whylen, "key %s is the same key as key %s (key id %s)", k->name,
-                     ks->keys[pos]->name, k->id_text);
+                 ks->keys[pos]->name, k->id_text);
         return LURK_ERR_CONFIG;
     }
     if (ks->n_keys == ks->cap_keys) {
@@ -602,7 +602,7 @@ lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *k
 
         if (stat(kc->file, &st) != 0) {
             lurk_why(why, whylen, "key %s: cannot read %s: %s", k->name, kc->file,
-                         strerror(errno));
+                     strerror(errno));
             err = LURK_ERR_IO;
             goto end;
         }
@@ -613,7 +613,7 @@ lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *k
         }
         if (access(kc->file, R_OK) != 0) {
             lurk_why(why, whylen, "key %s: cannot read %s: %s", k->name, kc->file,
-                         strerror(errno));
+                     strerror(errno));
             err = LURK_ERR_IO;
             goto end;
         }
@@ -638,7 +638,7 @@ lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *k
     der_len = i2d_PUBKEY(k->pkey, &der);
     if (der_len <= 0) {
         lurk_why(why, whylen, "key %s: cannot encode its public key: %s", k->name,
-                     lurk_srv_ossl_reason());
+                 lurk_srv_ossl_reason());
         err = LURK_ERR_CONFIG;
         goto end;
     }
@@ -651,7 +651,7 @@ lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *k
     }
     if (err != LURK_OK) {
         lurk_why(why, whylen, "key %s: cannot compute its key id: %s", k->name,
-                     lurk_err_str(err));
+                 lurk_err_str(err));
         goto end;
     }
 

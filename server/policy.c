@@ -191,12 +191,12 @@ int lurk_srv_is_tls12_ske(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx
     point_len = params[3];
     if (n != LURK_TLS12_RANDOMS + 4 + point_len) {
         lurk_why(why, whylen, "%s point of %zu bytes but %zu bytes follow it",
-                     curve->name, point_len, n - LURK_TLS12_RANDOMS - 4);
+                 curve->name, point_len, n - LURK_TLS12_RANDOMS - 4);
         return 0;
     }
     if (point_len != curve->point_len) {
         lurk_why(why, whylen, "%s point of %zu bytes, expected %zu", curve->name,
-                     point_len, curve->point_len);
+                 point_len, curve->point_len);
         return 0;
     }
     if (curve->nid != NID_undef) {
@@ -250,7 +250,7 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
     }
     if (!lurk_pol_alg_fits(type, req->sig_alg)) {
         lurk_why(why, whylen, "algorithm %s does not fit a %s key", alg,
-                     lurk_key_type_name(type));
+                 lurk_key_type_name(type));
         return LURK_ERR_NOT_ACCEPTABLE;
     }
     if (req->sig_alg == LURK_SIG_ED25519) {
@@ -272,7 +272,7 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
     }
     if (has_digest && req->digest.len != hlen) {
         lurk_why(why, whylen, "Digest has %zu bytes, %s needs %zu", req->digest.len,
-                     lurk_md_name(req->md), hlen);
+                 lurk_md_name(req->md), hlen);
         return LURK_ERR_INVALID_FORMAT;
     }
     if (req->sig_alg == LURK_SIG_RSA_PSS) {
@@ -286,7 +286,7 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
         }
         if (req->salt_len > max_salt) {
             lurk_why(why, whylen, "SaltLength %d is too large for this key and %s (at most %ld)",
-                         req->salt_len, lurk_md_name(req->md), max_salt);
+                     req->salt_len, lurk_md_name(req->md), max_salt);
             return LURK_ERR_NOT_ACCEPTABLE;
         }
     } else if (req->salt_len >= 0) {
@@ -301,20 +301,20 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
     /* tls-server */
     if (has_digest) {
         lurk_why(why, whylen,
-                     "policy tls-server signs only TLS handshake messages; send Data, not a digest");
+                 "policy tls-server signs only TLS handshake messages; send Data, not a digest");
         return LURK_ERR_POLICY_DENIED;
     }
     if (req->sig_alg == LURK_SIG_RSA_PSS && (size_t)req->salt_len != hlen) {
         lurk_why(why, whylen,
-                     "policy tls-server needs rsa-pss SaltLength = digest size (%zu), not %d",
-                     hlen, req->salt_len);
+                 "policy tls-server needs rsa-pss SaltLength = digest size (%zu), not %d",
+                 hlen, req->salt_len);
         return LURK_ERR_POLICY_DENIED;
     }
     if (lurk_srv_is_tls13_server_cv(req->data.data, req->data.len)) {
         /* RFC 8446 4.2.3: RSA signatures in TLS 1.3 are RSASSA-PSS only. */
         if (req->sig_alg == LURK_SIG_RSA_PKCS1) {
             lurk_why(why, whylen,
-                         "policy tls-server: TLS 1.3 CertificateVerify is never signed with rsa-pkcs1");
+                     "policy tls-server: TLS 1.3 CertificateVerify is never signed with rsa-pkcs1");
             return LURK_ERR_POLICY_DENIED;
         }
         return LURK_OK;
@@ -324,8 +324,8 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
         return LURK_OK;
     }
     lurk_why(why, whylen,
-                 "policy tls-server: Data is not a TLS 1.3 server CertificateVerify or TLS 1.2 "
-                 "ServerKeyExchange input (as ServerKeyExchange: %s)", ske_why);
+             "policy tls-server: Data is not a TLS 1.3 server CertificateVerify or TLS 1.2 "
+             "ServerKeyExchange input (as ServerKeyExchange: %s)", ske_why);
     return LURK_ERR_POLICY_DENIED;
 }
 
@@ -340,7 +340,7 @@ lurk_err lurk_srv_policy_check_decrypt(const LURK_SRV_KEY *k, const lurk_request
 
     if (type != LURK_KEY_RSA || (pol != LURK_POLICY_TLS_SERVER && pol != LURK_POLICY_DECRYPT)) {
         lurk_why(why, whylen, "policy %s of this %s key does not allow Decrypt",
-                     lurk_policy_name(pol), lurk_key_type_name(type));
+                 lurk_policy_name(pol), lurk_key_type_name(type));
         return LURK_ERR_POLICY_DENIED;
     }
     if (req->dec_mode != LURK_DEC_TLS_PREMASTER && req->dec_mode != LURK_DEC_OAEP) {
@@ -354,7 +354,7 @@ lurk_err lurk_srv_policy_check_decrypt(const LURK_SRV_KEY *k, const lurk_request
     mod_len = ((size_t)lurk_srv_key_bits(k) + 7) / 8;
     if (req->ciphertext.data == NULL || req->ciphertext.len != mod_len) {
         lurk_why(why, whylen, "Data has %zu bytes, the key's modulus %zu",
-                     req->ciphertext.len, mod_len);
+                 req->ciphertext.len, mod_len);
         return LURK_ERR_INVALID_FORMAT;
     }
     if (req->dec_mode == LURK_DEC_TLS_PREMASTER) {
@@ -427,7 +427,7 @@ lurk_err lurk_srv_policy_check_agree(const LURK_SRV_KEY *k, const lurk_request *
 
     if (pol != LURK_POLICY_AGREE || lurk_srv_key_type(k) != LURK_KEY_EC) {
         lurk_why(why, whylen, "policy %s of this %s key does not allow Agree",
-                     lurk_policy_name(pol), lurk_key_type_name(lurk_srv_key_type(k)));
+                 lurk_policy_name(pol), lurk_key_type_name(lurk_srv_key_type(k)));
         return LURK_ERR_POLICY_DENIED;
     }
     if (req->peer_key.data == NULL || req->peer_key.len == 0) {
@@ -447,7 +447,7 @@ lurk_err lurk_srv_policy_check_agree(const LURK_SRV_KEY *k, const lurk_request *
     }
     if (peer_nid != key_nid) {
         lurk_why(why, whylen, "PeerKey is on curve %s, the key on %s", OBJ_nid2sn(peer_nid),
-                     group);
+                 group);
         return LURK_ERR_NOT_ACCEPTABLE;
     }
     return LURK_OK;
