@@ -20,9 +20,13 @@
  * 413 and close beyond), header_timeout (TLS handshake plus the first
  * request), idle_timeout (evhttp inactivity), max_connections (counted over
  * all loops; a connection past the cap is closed at once, before any TLS
- * work), and queueing delay: a request that waited more than
- * QUEUE_MAX_MS in its loop is answered 503 with Retry-After instead of
- * being worked on.
+ * work), and queueing delay: once a loop has been busy without a pause for
+ * more than QUEUE_MAX_MS, the requests it reads are answered 503 with
+ * Retry-After instead of being worked on, until it catches up.  "Without a
+ * pause" is told by an event of the lowest priority, which libevent runs
+ * only when the loop has nothing else to do: that is the moment the backlog
+ * is gone.  (Requests wait in socket buffers where no timestamp can be read,
+ * so the length of the busy period is the measure of their wait.)
  *
  * Identity: the subject CN of the verified client certificate (TCP), or
  * "uid:N" from SO_PEERCRED (unix socket, plain HTTP), fixed per connection.
@@ -61,7 +65,8 @@
 
 #define LISTEN_BACKLOG 1024
 #define MAX_HEADERS_SIZE 8192
-#define QUEUE_MAX_MS 1000          /* longer in a loop's queue: 503 */
+#define QUEUE_MAX_MS 1000          /* busy longer without a pause: 503 */
+#define LOOP_PRIO_IDLE 2
 #define RETRY_AFTER_MS 1000
 #define DRAIN_TICK_MS 50
 #define REFUSE_LOG_INTERVAL 10     /* seconds between "connection cap" warnings */
@@ -120,6 +125,8 @@ struct lurk_srv_loop {
     lurk_srv_conn **unix_by_fd;
     size_t unix_cap;
     time_t last_refuse_log;
+    struct event *idle_ev;           /* lowest priority: runs when idle */
+    struct timeval busy_since;       /* start of the busy period; 0 when idle */
 };
 
 struct lurk_srv_http_st {
@@ -572,17 +579,30 @@ static void send_error(lurk_srv_loop *l, struct evhttp_request *req, const lurk_
     lurk_srv_audit_write(l->srv->audit, &rec);
 }
 
-/* Milliseconds this request has waited since its loop woke up. */
+/* The loop had nothing else to do: its backlog is gone. */
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+    lurk_srv_loop *l = arg;
+
+    timerclear(&l->busy_since);
+}
+
+/* Milliseconds this loop has been busy without a pause, which is about how
+ * long the request in hand waited.  The first request after a pause starts
+ * a busy period and arms the idle event that ends it. */
 static long queued_ms(lurk_srv_loop *l)
 {
-    struct timeval woke;
     struct timeval now;
+    struct timeval d;
 
-    if (event_base_gettimeofday_cached(l->base, &woke) != 0) {
+    evutil_gettimeofday(&now, NULL);
+    if (!timerisset(&l->busy_since)) {
+        l->busy_since = now;
+        event_active(l->idle_ev, EV_TIMEOUT, 0);
         return 0;
     }
-    evutil_gettimeofday(&now, NULL);
-    return (long)(now.tv_sec - woke.tv_sec) * 1000 + (long)(now.tv_usec - woke.tv_usec) / 1000;
+    timersub(&now, &l->busy_since, &d);
+    return (long)d.tv_sec * 1000 + (long)d.tv_usec / 1000;
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -927,6 +947,13 @@ static struct event_base *new_base(void)
         base = event_base_new_with_config(cfg);
         event_config_free(cfg);
     }
+    /* 0 and 1 (libevent's default for new events: n / 2) for the work,
+     * LOOP_PRIO_IDLE for the idle detector, which only runs when no other
+     * event is active. */
+    if (base != NULL && event_base_priority_init(base, LOOP_PRIO_IDLE + 1) != 0) {
+        event_base_free(base);
+        base = NULL;
+    }
     return base;
 }
 
@@ -1009,7 +1036,9 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
             goto end;
         }
         l->ctl_ev = event_new(l->base, l->ctl[0], EV_READ | EV_PERSIST, on_ctl, l);
-        if (l->ctl_ev == NULL || event_add(l->ctl_ev, NULL) != 0) {
+        l->idle_ev = event_new(l->base, -1, 0, on_idle, l);
+        if (l->ctl_ev == NULL || event_add(l->ctl_ev, NULL) != 0 || l->idle_ev == NULL
+            || event_priority_set(l->idle_ev, LOOP_PRIO_IDLE) != 0) {
             lurk_why(why, whylen, "cannot create event loop %zu", i);
             goto end;
         }
@@ -1195,6 +1224,9 @@ void lurk_srv_http_free(LURK_SRV_HTTP *h)
         }
         if (l->ctl_ev != NULL) {
             event_free(l->ctl_ev);
+        }
+        if (l->idle_ev != NULL) {
+            event_free(l->idle_ev);
         }
         if (l->base != NULL) {
             event_base_free(l->base);

@@ -25,6 +25,8 @@ cp "$dir/keyserver.cnf" "$work/keyserver.cnf.orig"
 ks_start "$dir" >/dev/null
 coproc RELOAD { python3 "$LURK_SOURCE_ROOT/tests/integration/reload.py" \
     "$dir" "$KS_PID" "$KS_PORT" "$kept" "$added" 2>&1; }
+# bash unsets RELOAD_PID when the coprocess ends: keep it for the wait below
+reload_pid=$RELOAD_PID
 rc=1
 while IFS= read -r -u "${RELOAD[0]}" line; do
     case $line in
@@ -42,7 +44,7 @@ while IFS= read -r -u "${RELOAD[0]}" line; do
         ;;
     esac
 done
-wait "$RELOAD_PID" && rc=0 || rc=$?
+wait "$reload_pid" && rc=0 || rc=$?
 if [ "$rc" -ne 0 ]; then
     echo "--- keyserver.log" >&2
     cat "$dir/keyserver.log" >&2

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""The key server's limits, from independent clients (Python ssl):
+
+    limits.py overload DIR PID PORT KEYID   one loop flooded at once: the
+        requests served after the queue limit get 503 + Retry-After quickly,
+        every connection gets an answer, and the server keeps serving
+    limits.py conncap DIR PORT MAX          past max_connections a new
+        connection gets no service; closing one lets a new one in
+    limits.py header DIR PORT TIMEOUT_S     a TCP connection that never
+        starts TLS is closed after header_timeout
+"""
+import json
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    print(("ok: " if cond else "FAIL: ") + what, flush=True)
+    if not cond:
+        failures += 1
+
+
+def tls_context(d):
+    ctx = ssl.create_default_context(cafile=os.path.join(d, "ca.crt"))
+    ctx.load_cert_chain(os.path.join(d, "client.crt"), os.path.join(d, "client.key"))
+    return ctx
+
+
+def connect(ctx, port, timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    return ctx.wrap_socket(s, server_hostname="localhost")
+
+
+def request_bytes(tx, body, rid):
+    payload = json.dumps({tx + "Request": dict(body, RequestId=rid)}).encode()
+    return (b"POST /.well-known/lurk HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(payload)) + payload
+
+
+def read_response(s):
+    """Status, headers (lower-case), JSON body of one HTTP/1.1 response."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before a response")
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+    n = int(headers.get("content-length", "0"))
+    while len(rest) < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed inside a response")
+        rest += chunk
+    return status, headers, json.loads(rest[:n])
+
+
+def tls13_cv_input():
+    return b" " * 64 + b"TLS 1.3, server CertificateVerify\x00" + bytes(range(32))
+
+
+def b64url(b):
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def overload(d, pid, port, keyid, n=300):
+    ctx = tls_context(d)
+    conns = [connect(ctx, port) for _ in range(n)]
+    sign = {"KeyId": keyid, "Algorithm": "rsa-pss", "DigestAlg": "sha256", "SaltLength": 32,
+            "Data": b64url(tls13_cv_input())}
+    # Every request is ready when the loop wakes: stop the server, write all, resume.
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for i, s in enumerate(conns):
+            s.sendall(request_bytes("Sign", sign, "flood-%d" % i))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    t0 = time.monotonic()
+    ok = busy = other = 0
+    retry_after = True
+    slowest_503 = 0.0
+    for s in conns:
+        status, headers, body = read_response(s)
+        resp = body.get("SignResponse") or body.get("LurkResponse") or {}
+        if status == 200 and resp.get("Status") == 200:
+            ok += 1
+        elif status == 503 and resp.get("Status") == 503:
+            busy += 1
+            retry_after = retry_after and "retry-after" in headers and resp.get("RetryAfter", 0) > 0
+            slowest_503 = max(slowest_503, time.monotonic() - t0)
+        else:
+            other += 1
+    elapsed = time.monotonic() - t0
+    print("flood of %d signs: %d answered 200, %d answered 503, %d other, in %.2f s"
+          % (n, ok, busy, other, elapsed), flush=True)
+    check(ok + busy == n and other == 0, "every flooded request got 200 or 503")
+    check(ok > 0, "the requests inside the queue limit were served")
+    check(busy > 0, "the requests past the queue limit were answered 503")
+    check(retry_after, "each 503 carries Retry-After and RetryAfter")
+    check(elapsed < 10, "the flood was answered in bounded time")
+    for s in conns:
+        s.close()
+    s = connect(ctx, port)
+    s.sendall(request_bytes("Ping", {}, "after-flood"))
+    status, _, _ = read_response(s)
+    check(status == 200, "the server serves normally after the flood")
+    s.close()
+
+
+def conncap(d, port, cap):
+    ctx = tls_context(d)
+    conns = []
+    for i in range(cap):
+        s = connect(ctx, port)
+        s.sendall(request_bytes("Ping", {}, "cap-%d" % i))
+        conns.append((s, read_response(s)[0]))
+    check(all(st == 200 for _, st in conns), "%d connections (the cap) are served" % cap)
+    served = False
+    t0 = time.monotonic()
+    try:
+        s = connect(ctx, port, timeout=5)
+        s.sendall(request_bytes("Ping", {}, "over-cap"))
+        served = read_response(s)[0] == 200
+        s.close()
+    except (OSError, ConnectionError, ssl.SSLError):
+        pass
+    check(not served and time.monotonic() - t0 < 5,
+          "connection %d past max_connections gets no service, quickly" % (cap + 1))
+    for s, _ in conns:
+        s.sendall(request_bytes("Ping", {}, "still"))
+    check(all(read_response(s)[0] == 200 for s, _ in conns), "the admitted connections keep working")
+    conns[0][0].close()
+    ok = False
+    for _ in range(50):
+        time.sleep(0.1)
+        try:
+            s = connect(ctx, port, timeout=5)
+            s.sendall(request_bytes("Ping", {}, "after-close"))
+            ok = read_response(s)[0] == 200
+            s.close()
+        except (OSError, ConnectionError, ssl.SSLError):
+            ok = False
+        if ok:
+            break
+    check(ok, "after one connection closes a new one is served")
+    for s, _ in conns[1:]:
+        s.close()
+
+
+def header(port, timeout_s):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout_s + 5)
+    t0 = time.monotonic()
+    try:
+        data = s.recv(1)
+    except (ConnectionResetError, socket.timeout):
+        data = None
+    elapsed = time.monotonic() - t0
+    check(data == b"" or data is None, "a connection that never starts TLS is closed")
+    check(elapsed < timeout_s + 2, "within header_timeout (%.1f s, limit %d s)" % (elapsed, timeout_s))
+    s.close()
+
+
+mode = sys.argv[1]
+if mode == "overload":
+    overload(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+elif mode == "conncap":
+    conncap(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+elif mode == "header":
+    header(int(sys.argv[2]), int(sys.argv[3]))
+sys.exit(1 if failures else 0)

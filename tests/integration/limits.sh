@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# The key server's limits against real clients (limits.py): a flood that
+# exceeds the queue limit of one event loop is answered 503 + Retry-After
+# instead of queueing, past max_connections new connections get no service,
+# and a connection that never starts TLS is closed after header_timeout.
+# Each phase starts its own server (threads = 1) and stops it by pid.
+set -euo pipefail
+: "${LURK_SOURCE_ROOT:?}" "${LURK_KEYSERVER:?}"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/lurk-itest-limits.XXXXXX")
+dir=$work/pki
+# shellcheck source=../lib/keyserver.sh
+. "$LURK_SOURCE_ROOT/tests/lib/keyserver.sh"
+ks_on_exit "rm -rf '$work'"
+py=$LURK_SOURCE_ROOT/tests/integration/limits.py
+
+ks_make_pki "$dir" >"$work/make-pki.log" 2>&1 || { cat "$work/make-pki.log"; exit 1; }
+cp "$dir/keyserver.cnf" "$work/keyserver.cnf.orig"
+rsa=$(ks_keyid rsa4096 "$dir")
+
+with_limits() {   # with_limits "key = value"...  (into [keyserver])
+    cp "$work/keyserver.cnf.orig" "$dir/keyserver.cnf"
+    sed -i 's/^threads = .*/threads = 1/' "$dir/keyserver.cnf"
+    for kv in "$@"; do
+        sed -i "s/^\[keyserver\]\$/[keyserver]\n$kv/" "$dir/keyserver.cnf"
+    done
+}
+
+with_limits "max_connections = 1024"
+ulimit -n 4096 2>/dev/null || true
+ks_start "$dir" >/dev/null
+python3 "$py" overload "$dir" "$KS_PID" "$KS_PORT" "$rsa"
+ks_stop
+
+with_limits "max_connections = 3"
+ks_start "$dir" >/dev/null
+python3 "$py" conncap "$dir" "$KS_PORT" 3
+ks_stop
+
+with_limits "header_timeout = 1"
+ks_start "$dir" >/dev/null
+python3 "$py" header "$KS_PORT" 1
+ks_stop
+echo "limits: all checks passed"
