@@ -469,3 +469,28 @@ web_ks_client_pids() {
     ss -Htnp state established "( dport = :$KS_PORT )" 2>/dev/null \
         | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -n | uniq
 }
+
+# web_check_ks_hung PORT
+# The key server hung (SIGSTOP): a TLS 1.3 handshake to PORT (a P-256 key)
+# must fail within lurk-timeout (2000 ms in WEB_OSSL_CNF) + 1 s, and once
+# the key server runs again the next handshakes must work (the timed-out
+# connection to the key server is not reused).
+web_check_ks_hung() {
+    local port=$1 t0 ms
+    kill -STOP "$KS_PID"
+    t0=$(date +%s%N)
+    if web_s_client "$port" -tls1_3; then
+        fail "key server hung: handshake fails"
+    else
+        ms=$((($(date +%s%N) - t0) / 1000000))
+        if [ "$ms" -lt 3000 ]; then
+            ok "key server hung: handshake fails in $ms ms (lurk-timeout 2000 ms)"
+        else
+            fail "key server hung: failure took $ms ms (>= lurk-timeout + 1 s)"
+        fi
+    fi
+    kill -CONT "$KS_PID"
+    sleep 0.5 # the key server answers the abandoned request (audit line) now
+    hs "key server resumed: p256 TLS1.3" Sign p256 '' web_s_client "$port" -tls1_3
+    hs "key server resumed: p256 TLS1.2" Sign p256 '' web_s_client "$port" -tls1_2
+}
