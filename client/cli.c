@@ -20,7 +20,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/conf.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -44,8 +43,7 @@ typedef struct {
     long timeout_ms, connect_timeout_ms;
 
     /* Values read from the openssl.cnf section (owned). */
-    char *conf_servers, *conf_ca, *conf_cert, *conf_key;
-    long conf_timeout_ms, conf_connect_timeout_ms;
+    lurk_client_cnf cnf;          /* from --conf or $OPENSSL_CONF */
 } lurk_cli_opts;
 
 typedef int (*lurk_cli_fn)(lurk_cli_opts *o, int argc, char **argv);
@@ -185,26 +183,12 @@ static int lurk_cli_parse_ms(const char *what, const char *s, long *out)
     return 1;
 }
 
-static char *lurk_cli_conf_get(const CONF *conf, const char *sect, const char *name)
-{
-    char *v = NCONF_get_string(conf, sect, name);
-
-    if (v == NULL) {
-        ERR_clear_error();
-    }
-    return v;
-}
-
-/* Reads the lurk provider section: openssl_conf -> providers -> lurk. */
+/* Reads the lurk provider section of --conf or $OPENSSL_CONF. */
 static int lurk_cli_load_conf(lurk_cli_opts *o)
 {
     const char *file = o->conf_file;
-    int explicit_file = file != NULL;
-    CONF *conf = NULL;
-    long eline = 0;
-    const char *init, *prov, *sect;
-    const char *v;
-    int ok = 0;
+    lurk_detail d;
+    lurk_err err;
 
     if (file == NULL) {
         file = getenv("OPENSSL_CONF");
@@ -212,59 +196,21 @@ static int lurk_cli_load_conf(lurk_cli_opts *o)
     if (file == NULL || file[0] == '\0') {
         return 1;
     }
-    conf = NCONF_new_ex(NULL, NULL);
-    if (conf == NULL) {
-        goto end;
+    err = lurk_client_cnf_load(file, &o->cnf, &d);
+    if (err != LURK_OK) {
+        lurk_cli_fail("%s", d.msg[0] != '\0' ? d.msg : lurk_err_str(err));
+        return 0;
     }
-    if (NCONF_load(conf, file, &eline) <= 0) {
-        if (eline > 0) {
-            lurk_cli_fail("%s: syntax error on line %ld", file, eline);
-        } else {
-            lurk_cli_fail("%s: cannot read it", file);
-        }
-        goto end;
+    if (!o->cnf.found && o->conf_file != NULL) {
+        lurk_cli_fail("%s: no lurk provider section (openssl_conf -> providers -> lurk)", file);
+        return 0;
     }
-    init = lurk_cli_conf_get(conf, NULL, "openssl_conf");
-    prov = init != NULL ? lurk_cli_conf_get(conf, init, "providers") : NULL;
-    sect = prov != NULL ? lurk_cli_conf_get(conf, prov, "lurk") : NULL;
-    if (sect == NULL) {
-        if (explicit_file) {
-            lurk_cli_fail("%s: no lurk provider section (openssl_conf -> providers -> lurk)",
-                          file);
-            goto end;
-        }
-        ok = 1; /* $OPENSSL_CONF without lurk: nothing to take from it */
-        goto end;
-    }
-    v = lurk_cli_conf_get(conf, sect, "lurk-servers");
-    o->conf_servers = v != NULL ? strdup(v) : NULL;
-    v = lurk_cli_conf_get(conf, sect, "lurk-ca");
-    o->conf_ca = v != NULL ? strdup(v) : NULL;
-    v = lurk_cli_conf_get(conf, sect, "lurk-cert");
-    o->conf_cert = v != NULL ? strdup(v) : NULL;
-    v = lurk_cli_conf_get(conf, sect, "lurk-key");
-    o->conf_key = v != NULL ? strdup(v) : NULL;
-    v = lurk_cli_conf_get(conf, sect, "lurk-timeout");
-    if (v != NULL && !lurk_cli_parse_ms("lurk-timeout", v, &o->conf_timeout_ms)) {
-        goto end;
-    }
-    v = lurk_cli_conf_get(conf, sect, "lurk-connect-timeout");
-    if (v != NULL && !lurk_cli_parse_ms("lurk-connect-timeout", v, &o->conf_connect_timeout_ms)) {
-        goto end;
-    }
-    ok = 1;
-
-end:
-    NCONF_free(conf);
-    return ok;
+    return 1; /* $OPENSSL_CONF without lurk: nothing to take from it */
 }
 
 static void lurk_cli_opts_clear(lurk_cli_opts *o)
 {
-    free(o->conf_servers);
-    free(o->conf_ca);
-    free(o->conf_cert);
-    free(o->conf_key);
+    lurk_client_cnf_clear(&o->cnf);
 }
 
 /* Builds the client from config + flags; prints the error itself. */
@@ -278,13 +224,13 @@ static int lurk_cli_client(lurk_cli_opts *o, LURK_CLIENT **out)
         return LURK_CLI_USAGE;
     }
     memset(&cfg, 0, sizeof(cfg));
-    cfg.servers = o->servers[0] != '\0' ? o->servers : o->conf_servers;
-    cfg.ca_file = o->ca != NULL ? o->ca : o->conf_ca;
-    cfg.cert_file = o->cert != NULL ? o->cert : o->conf_cert;
-    cfg.key_file = o->key != NULL ? o->key : o->conf_key;
-    cfg.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : o->conf_timeout_ms;
+    cfg.servers = o->servers[0] != '\0' ? o->servers : o->cnf.servers;
+    cfg.ca_file = o->ca != NULL ? o->ca : o->cnf.ca_file;
+    cfg.cert_file = o->cert != NULL ? o->cert : o->cnf.cert_file;
+    cfg.key_file = o->key != NULL ? o->key : o->cnf.key_file;
+    cfg.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : o->cnf.timeout_ms;
     cfg.connect_timeout_ms =
-        o->connect_timeout_ms > 0 ? o->connect_timeout_ms : o->conf_connect_timeout_ms;
+        o->connect_timeout_ms > 0 ? o->connect_timeout_ms : o->cnf.connect_timeout_ms;
     if (cfg.servers == NULL) {
         lurk_cli_fail("no key server: use --server URL or --conf FILE (or $OPENSSL_CONF)");
         return LURK_CLI_USAGE;

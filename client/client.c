@@ -33,7 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/conf.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 
 #include "lurk_keyid.h"
 #include "lurk_transport.h"
@@ -890,4 +892,115 @@ lurk_err lurk_client_agree(LURK_CLIENT *c, const char *key_id, const unsigned ch
 end:
     lurk_response_clear(&resp); /* cleanses the secret */
     return err;
+}
+
+/* ------------------------------------------------------------------------ */
+/* openssl.cnf                                                                */
+
+static const char *lurk_cnf_get(const CONF *conf, const char *sect, const char *name)
+{
+    const char *v = NCONF_get_string(conf, sect, name);
+
+    if (v == NULL) {
+        ERR_clear_error();
+    }
+    return v;
+}
+
+static lurk_err lurk_cnf_ms(const char *file, const char *name, const char *s, long *out,
+                            lurk_detail *d)
+{
+    char *end = NULL;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v <= 0 || v > 3600L * 1000) {
+        lurk_detail_set(d, "%s: %s: \"%.32s\" is not a number of milliseconds", file, name, s);
+        return LURK_ERR_CONFIG;
+    }
+    *out = v;
+    return LURK_OK;
+}
+
+static lurk_err lurk_cnf_dup(const CONF *conf, const char *sect, const char *name, char **out)
+{
+    const char *v = lurk_cnf_get(conf, sect, name);
+
+    if (v == NULL) {
+        return LURK_OK;
+    }
+    *out = strdup(v);
+    return *out != NULL ? LURK_OK : LURK_ERR_NOMEM;
+}
+
+lurk_err lurk_client_cnf_load(const char *file, lurk_client_cnf *out, lurk_detail *d)
+{
+    CONF *conf = NULL;
+    long eline = 0;
+    const char *init, *prov, *sect, *v;
+    lurk_err err = LURK_ERR_NOMEM;
+
+    memset(out, 0, sizeof(*out));
+    lurk_detail_reset(d);
+    conf = NCONF_new_ex(NULL, NULL);
+    if (conf == NULL) {
+        goto end;
+    }
+    if (NCONF_load(conf, file, &eline) <= 0) {
+        ERR_clear_error();
+        if (eline > 0) {
+            lurk_detail_set(d, "%s: syntax error on line %ld", file, eline);
+            err = LURK_ERR_CONFIG;
+        } else {
+            lurk_detail_set(d, "%s: cannot read it", file);
+            err = LURK_ERR_IO;
+        }
+        goto end;
+    }
+    init = lurk_cnf_get(conf, NULL, "openssl_conf");
+    prov = init != NULL ? lurk_cnf_get(conf, init, "providers") : NULL;
+    sect = prov != NULL ? lurk_cnf_get(conf, prov, "lurk") : NULL;
+    if (sect == NULL) {
+        err = LURK_OK;
+        goto end;
+    }
+    out->found = 1;
+    err = lurk_cnf_dup(conf, sect, "lurk-servers", &out->servers);
+    if (err == LURK_OK) {
+        err = lurk_cnf_dup(conf, sect, "lurk-ca", &out->ca_file);
+    }
+    if (err == LURK_OK) {
+        err = lurk_cnf_dup(conf, sect, "lurk-cert", &out->cert_file);
+    }
+    if (err == LURK_OK) {
+        err = lurk_cnf_dup(conf, sect, "lurk-key", &out->key_file);
+    }
+    v = lurk_cnf_get(conf, sect, "lurk-timeout");
+    if (err == LURK_OK && v != NULL) {
+        err = lurk_cnf_ms(file, "lurk-timeout", v, &out->timeout_ms, d);
+    }
+    v = lurk_cnf_get(conf, sect, "lurk-connect-timeout");
+    if (err == LURK_OK && v != NULL) {
+        err = lurk_cnf_ms(file, "lurk-connect-timeout", v, &out->connect_timeout_ms, d);
+    }
+
+end:
+    NCONF_free(conf);
+    if (err != LURK_OK) {
+        lurk_client_cnf_clear(out);
+    }
+    return err;
+}
+
+void lurk_client_cnf_clear(lurk_client_cnf *cnf)
+{
+    if (cnf == NULL) {
+        return;
+    }
+    free(cnf->servers);
+    free(cnf->ca_file);
+    free(cnf->cert_file);
+    free(cnf->key_file);
+    memset(cnf, 0, sizeof(*cnf));
 }

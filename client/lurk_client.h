@@ -109,6 +109,21 @@ lurk_err lurk_client_agree(LURK_CLIENT *c, const char *key_id,
                            const unsigned char *peer_spki, size_t peer_len,
                            unsigned char *out, size_t *outlen, lurk_detail *d);
 
+/* The client settings of an openssl.cnf: its lurk provider section
+ * (openssl_conf -> providers -> lurk), keys lurk-servers, lurk-ca,
+ * lurk-cert, lurk-key, lurk-connect-timeout and lurk-timeout (ms), as
+ * lurk.so reads them.  For tools that talk to the key server themselves. */
+typedef struct {
+    int found;                 /* 0: the file has no lurk provider section */
+    char *servers, *ca_file, *cert_file, *key_file; /* owned; NULL when absent */
+    long connect_timeout_ms, timeout_ms;            /* 0 when absent */
+} lurk_client_cnf;
+
+/* LURK_ERR_IO when the file cannot be read, LURK_ERR_CONFIG on a syntax
+ * error or a bad value (the detail names the file, line or key). */
+lurk_err lurk_client_cnf_load(const char *file, lurk_client_cnf *out, lurk_detail *d);
+void lurk_client_cnf_clear(lurk_client_cnf *cnf);
+
 #ifdef __cplusplus
 }
 #endif

@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/conf.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -409,16 +408,6 @@ static void load(LURK_CLIENT *c, const bench_op *op, int threads, long ops, long
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                              */
 
-static char *conf_get(const CONF *conf, const char *sect, const char *name)
-{
-    char *v = NCONF_get_string(conf, sect, name);
-
-    if (v == NULL) {
-        ERR_clear_error();
-    }
-    return v;
-}
-
 static EVP_PKEY *read_pem(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -475,7 +464,7 @@ int main(int argc, char **argv)
     const char *conf_file = NULL;
     lurk_client_config cfg;
     LURK_CLIENT *c = NULL;
-    CONF *conf = NULL;
+    lurk_client_cnf cnf = { 0 };
     lurk_detail d;
     lurk_err err;
     long iters = 2000, threads = 4, load_ops = 2000, server_pid = 0;
@@ -518,35 +507,24 @@ int main(int argc, char **argv)
         conf_file = getenv("OPENSSL_CONF");
     }
     if (conf_file != NULL) {
-        const char *init, *prov, *sect = NULL;
-
-        conf = NCONF_new_ex(NULL, NULL);
-        if (conf == NULL || NCONF_load(conf, conf_file, NULL) <= 0) {
-            die("%s: cannot read it", conf_file);
+        err = lurk_client_cnf_load(conf_file, &cnf, &d);
+        if (err != LURK_OK) {
+            die("%s: %s", lurk_err_str(err), d.msg);
         }
-        init = conf_get(conf, NULL, "openssl_conf");
-        prov = init != NULL ? conf_get(conf, init, "providers") : NULL;
-        sect = prov != NULL ? conf_get(conf, prov, "lurk") : NULL;
-        if (sect != NULL) {
-            const char *v;
-
-            if (cfg.servers == NULL) {
-                cfg.servers = conf_get(conf, sect, "lurk-servers");
-            }
-            if (cfg.ca_file == NULL) {
-                cfg.ca_file = conf_get(conf, sect, "lurk-ca");
-            }
-            if (cfg.cert_file == NULL) {
-                cfg.cert_file = conf_get(conf, sect, "lurk-cert");
-            }
-            if (cfg.key_file == NULL) {
-                cfg.key_file = conf_get(conf, sect, "lurk-key");
-            }
-            v = conf_get(conf, sect, "lurk-connect-timeout");
-            cfg.connect_timeout_ms = v != NULL ? atol(v) : 0;
-            v = conf_get(conf, sect, "lurk-timeout");
-            cfg.timeout_ms = v != NULL ? atol(v) : 0;
+        if (cfg.servers == NULL) {
+            cfg.servers = cnf.servers;
         }
+        if (cfg.ca_file == NULL) {
+            cfg.ca_file = cnf.ca_file;
+        }
+        if (cfg.cert_file == NULL) {
+            cfg.cert_file = cnf.cert_file;
+        }
+        if (cfg.key_file == NULL) {
+            cfg.key_file = cnf.key_file;
+        }
+        cfg.connect_timeout_ms = cnf.connect_timeout_ms;
+        cfg.timeout_ms = cnf.timeout_ms;
     }
     err = lurk_client_new(&cfg, &c, &d);
     if (err != LURK_OK) {
@@ -602,6 +580,6 @@ int main(int argc, char **argv)
         EVP_PKEY_free(ops[i].pkey);
     }
     lurk_client_free(c);
-    NCONF_free(conf);
+    lurk_client_cnf_clear(&cnf);
     return 0;
 }
