@@ -25,49 +25,25 @@
 
 #include "lurk_encoding.h"
 #include "lurk_srv.h"
+#include "srv_fixture.h"
 
-#define VEC LURK_VECTORS "/server/"
+#define VEC SRV_FIXTURE_VEC
 
 static OSSL_LIB_CTX *libctx;
 static LURK_SRV_KEYSTORE *store;
+static srv_fixture fx;
 static lurk_srv_handler_ctx hctx;
-
-static const char *const web_clients[] = { "web1", "web2" };
 
 static const lurk_srv_peer web1 = { "web1", "127.0.0.1:50001", 1 };
 static const lurk_srv_peer web3 = { "web3", "127.0.0.1:50003", 1 };
 static const lurk_srv_peer anonymous = { NULL, "127.0.0.1:50009", 0 };
 
-static const struct {
-    const char *name;
-    const char *file;
-    const char *pass;
-    lurk_policy policy;
-    int restricted; /* clients = web1, web2 */
-} store_keys[] = {
-    { "rsa-tls", "rsa2048-tls.pem", NULL, LURK_POLICY_TLS_SERVER, 0 },
-    { "rsa-sign", "rsa2048-sign.p8", NULL, LURK_POLICY_SIGN, 0 },
-    { "rsa-dec", "rsa2048-decrypt.p8", "rsa2048-decrypt.pass", LURK_POLICY_DECRYPT, 0 },
-    { "p256-tls", "p256-tls.pem", NULL, LURK_POLICY_TLS_SERVER, 0 },
-    { "p384-tls", "p384-tls.p8", NULL, LURK_POLICY_TLS_SERVER, 0 },
-    { "p521-tls", "p521-tls.pem", NULL, LURK_POLICY_TLS_SERVER, 1 },
-    { "p256-agree", "p256-agree.pem", NULL, LURK_POLICY_AGREE, 0 },
-    { "ed-tls", "ed25519-tls.pem", NULL, LURK_POLICY_TLS_SERVER, 0 },
-};
 
 /* ---- helpers ----------------------------------------------------------- */
 
 static const LURK_SRV_KEY *key_named(const char *name)
 {
-    for (size_t i = 0; i < lurk_srv_keystore_count(store); i++) {
-        const LURK_SRV_KEY *k = lurk_srv_keystore_get(store, i);
-
-        if (strcmp(lurk_srv_key_name(k), name) == 0) {
-            return k;
-        }
-    }
-    ck_abort_msg("no key %s in the test store", name);
-    return NULL;
+    return srv_fixture_key_named(&fx, name);
 }
 
 static EVP_PKEY *public_of(const LURK_SRV_KEY *k)
@@ -285,18 +261,18 @@ END_TEST
 
 START_TEST(test_public_key)
 {
-    for (size_t i = 0; i < sizeof(store_keys) / sizeof(store_keys[0]); i++) {
-        const LURK_SRV_KEY *k = key_named(store_keys[i].name);
+    for (size_t i = 0; i < srv_fixture_n_keys; i++) {
+        const LURK_SRV_KEY *k = key_named(srv_fixture_keys[i].name);
         lurk_request req;
         lurk_response out;
         size_t spki_len = 0;
         const unsigned char *spki = lurk_srv_key_spki(k, &spki_len);
         lurk_keyid id;
 
-        req_for(&req, LURK_TX_PUBLIC_KEY, store_keys[i].name);
+        req_for(&req, LURK_TX_PUBLIC_KEY, srv_fixture_keys[i].name);
         ck_assert_int_eq(call(&req, &web1, &out, NULL), 200);
         ck_assert_int_eq(out.key_type, lurk_srv_key_type(k));
-        ck_assert_str_eq(out.policy, lurk_policy_name(store_keys[i].policy));
+        ck_assert_str_eq(out.policy, lurk_policy_name(srv_fixture_keys[i].policy));
         ck_assert_uint_eq(out.spki.len, spki_len);
         ck_assert_mem_eq(out.spki.data, spki, spki_len);
         ck_assert_int_eq(lurk_keyid_parse(req.key_id, &id), LURK_OK);
@@ -1416,39 +1392,15 @@ static Suite *handler_suite(void)
 int main(void)
 {
     SRunner *sr = NULL;
-    OSSL_PROVIDER *prov = NULL;
     int failed;
 
     /* as the server does: private keys in the secure heap */
     CRYPTO_secure_malloc_init(1 << 16, 32);
-    libctx = OSSL_LIB_CTX_new();
-    prov = OSSL_PROVIDER_load(libctx, "default");
-    if (libctx == NULL || prov == NULL
-        || lurk_srv_keystore_new(libctx, NULL, &store) != LURK_OK) {
-        fprintf(stderr, "test_handler: cannot set up OpenSSL\n");
+    if (srv_fixture_open(&fx, "test_handler", "p521-tls") != 0) {
         return 99;
     }
-    for (size_t i = 0; i < sizeof(store_keys) / sizeof(store_keys[0]); i++) {
-        char file[1024];
-        char pass[1024];
-        char why[512] = "";
-        lurk_srv_key_conf kc = { 0 };
-
-        snprintf(file, sizeof(file), "%s%s", VEC, store_keys[i].file);
-        snprintf(pass, sizeof(pass), "%s%s", VEC, store_keys[i].pass ? store_keys[i].pass : "");
-        kc.name = store_keys[i].name;
-        kc.file = file;
-        kc.passphrase_file = store_keys[i].pass != NULL ? pass : NULL;
-        kc.policy = store_keys[i].policy;
-        if (store_keys[i].restricted) {
-            kc.clients = web_clients;
-            kc.n_clients = 2;
-        }
-        if (lurk_srv_keystore_add(store, &kc, why, sizeof(why)) != LURK_OK) {
-            fprintf(stderr, "test_handler: %s\n", why);
-            return 99;
-        }
-    }
+    libctx = fx.libctx;
+    store = fx.store;
     hctx.keys = store;
     hctx.libctx = libctx;
     hctx.propq = NULL;
@@ -1457,9 +1409,7 @@ int main(void)
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    lurk_srv_keystore_free(store);
-    OSSL_PROVIDER_unload(prov);
-    OSSL_LIB_CTX_free(libctx);
+    srv_fixture_close(&fx);
     CRYPTO_secure_malloc_done();
     return failed == 0 ? 0 : 1;
 }

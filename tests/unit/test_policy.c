@@ -17,41 +17,19 @@
 #include <openssl/x509.h>
 
 #include "lurk_srv.h"
+#include "srv_fixture.h"
 
-#define VEC LURK_VECTORS "/server/"
 
 static OSSL_LIB_CTX *libctx;
 static LURK_SRV_KEYSTORE *store;
+static srv_fixture fx;
 
 /* ---- fixtures built once in main (inherited by forked tests) ----------- */
 
-static const struct {
-    const char *name;
-    const char *file;
-    const char *pass;
-    lurk_policy policy;
-} store_keys[] = {
-    { "rsa-tls", "rsa2048-tls.pem", NULL, LURK_POLICY_TLS_SERVER },
-    { "rsa-sign", "rsa2048-sign.p8", NULL, LURK_POLICY_SIGN },
-    { "rsa-dec", "rsa2048-decrypt.p8", "rsa2048-decrypt.pass", LURK_POLICY_DECRYPT },
-    { "p256-tls", "p256-tls.pem", NULL, LURK_POLICY_TLS_SERVER },
-    { "p384-tls", "p384-tls.p8", NULL, LURK_POLICY_TLS_SERVER },
-    { "p521-tls", "p521-tls.pem", NULL, LURK_POLICY_TLS_SERVER },
-    { "p256-agree", "p256-agree.pem", NULL, LURK_POLICY_AGREE },
-    { "ed-tls", "ed25519-tls.pem", NULL, LURK_POLICY_TLS_SERVER },
-};
 
 static const LURK_SRV_KEY *key_named(const char *name)
 {
-    for (size_t i = 0; i < lurk_srv_keystore_count(store); i++) {
-        const LURK_SRV_KEY *k = lurk_srv_keystore_get(store, i);
-
-        if (strcmp(lurk_srv_key_name(k), name) == 0) {
-            return k;
-        }
-    }
-    ck_abort_msg("no key %s in the test store", name);
-    return NULL;
+    return srv_fixture_key_named(&fx, name);
 }
 
 /* Uncompressed public point of a fresh key on `curve`. */
@@ -527,41 +505,19 @@ static Suite *policy_suite(void)
 int main(void)
 {
     SRunner *sr = NULL;
-    OSSL_PROVIDER *prov = NULL;
     int failed;
 
-    libctx = OSSL_LIB_CTX_new();
-    prov = OSSL_PROVIDER_load(libctx, "default");
-    if (libctx == NULL || prov == NULL
-        || lurk_srv_keystore_new(libctx, NULL, &store) != LURK_OK) {
-        fprintf(stderr, "test_policy: cannot set up OpenSSL\n");
+    if (srv_fixture_open(&fx, "test_policy", NULL) != 0) {
         return 99;
     }
-    for (size_t i = 0; i < sizeof(store_keys) / sizeof(store_keys[0]); i++) {
-        char file[1024];
-        char pass[1024];
-        char why[512] = "";
-        lurk_srv_key_conf kc = { 0 };
-
-        snprintf(file, sizeof(file), "%s%s", VEC, store_keys[i].file);
-        snprintf(pass, sizeof(pass), "%s%s", VEC, store_keys[i].pass ? store_keys[i].pass : "");
-        kc.name = store_keys[i].name;
-        kc.file = file;
-        kc.passphrase_file = store_keys[i].pass != NULL ? pass : NULL;
-        kc.policy = store_keys[i].policy;
-        if (lurk_srv_keystore_add(store, &kc, why, sizeof(why)) != LURK_OK) {
-            fprintf(stderr, "test_policy: %s\n", why);
-            return 99;
-        }
-    }
+    libctx = fx.libctx;
+    store = fx.store;
     build_inputs();
 
     sr = srunner_create(policy_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    lurk_srv_keystore_free(store);
-    OSSL_PROVIDER_unload(prov);
-    OSSL_LIB_CTX_free(libctx);
+    srv_fixture_close(&fx);
     return failed == 0 ? 0 : 1;
 }
