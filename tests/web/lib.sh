@@ -494,3 +494,43 @@ web_check_ks_hung() {
     hs "key server resumed: p256 TLS1.3" Sign p256 '' web_s_client "$port" -tls1_3
     hs "key server resumed: p256 TLS1.2" Sign p256 '' web_s_client "$port" -tls1_2
 }
+
+# Session resumption through the web server on PORT, with the session kept
+# in $SESS: resume_first makes a session, resume_again resumes it, and
+# resume_check LABEL PORT ARGS... checks that the resumed handshake made no
+# Sign request to the key server.
+resume_first() {
+    rm -f "$SESS"
+    # keep stdin open a little so a TLS 1.3 ticket can arrive
+    (sleep 0.5) | timeout 10 openssl s_client -connect "127.0.0.1:$1" -servername localhost \
+        -CAfile "$KS_DIR/ca.crt" -verify_return_error "${@:2}" -sess_out "$SESS" \
+        >"$WEB_WORK/client.out" 2>&1 && [ -s "$SESS" ]
+}
+resume_again() {
+    WEB_CLIENT_OUT=$WEB_WORK/client.out
+    (sleep 0.3) | timeout 10 openssl s_client -connect "127.0.0.1:$1" -servername localhost \
+        -CAfile "$KS_DIR/ca.crt" -verify_return_error "${@:2}" -sess_in "$SESS" \
+        >"$WEB_CLIENT_OUT" 2>&1 && grep -q '^Reused' "$WEB_CLIENT_OUT"
+}
+resume_check() {
+    local label=$1 port=$2
+    shift 2
+    local s0
+    if ! resume_first "$port" "$@"; then
+        fail "$label: first session" "$WEB_WORK/client.out"
+        return
+    fi
+    web_audit_wait Sign 1
+    sleep 0.1
+    s0=$(web_audit_count Sign)
+    if ! resume_again "$port" "$@"; then
+        fail "$label: resumed" "$WEB_WORK/client.out"
+        return
+    fi
+    sleep 0.2
+    if [ "$(web_audit_count Sign)" -ne "$s0" ]; then
+        fail "$label: resumed handshake made a Sign request"
+        return
+    fi
+    ok "$label: resumed without a key operation"
+}
