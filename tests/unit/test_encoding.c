@@ -116,6 +116,34 @@ START_TEST(test_b64url_reject)
 }
 END_TEST
 
+/* Every byte outside the alphabet, at every position of a full group and of
+ * a two- and three-character tail, is refused. */
+START_TEST(test_b64url_every_byte)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char *dec = NULL;
+    size_t declen = 0;
+
+    for (unsigned c = 0; c < 256; c++) {
+        if (c != 0 && strchr(alphabet, (int)c) != NULL) {
+            continue;
+        }
+        for (size_t len = 6; len <= 7; len++) {
+            for (size_t pos = 0; pos < len; pos++) {
+                char text[8] = "AAAAAAA";
+
+                text[pos] = (char)c;
+                ck_assert_msg(lurk_b64url_decode(text, len, 64, &dec, &declen)
+                                  == LURK_ERR_INVALID_FORMAT,
+                              "byte 0x%02x at %zu of %zu accepted", c, pos, len);
+                ck_assert_ptr_null(dec);
+            }
+        }
+    }
+}
+END_TEST
+
 static const struct {
     const char *text;
     size_t max;
@@ -232,6 +260,7 @@ static Suite *encoding_suite(void)
     tcase_add_loop_test(tc, test_base32_rfc4648, 0, sizeof(rfc4648) / sizeof(rfc4648[0]));
     tcase_add_test(tc, test_b64url_alphabet);
     tcase_add_loop_test(tc, test_b64url_reject, 0, sizeof(b64url_bad) / sizeof(b64url_bad[0]));
+    tcase_add_test(tc, test_b64url_every_byte);
     tcase_add_loop_test(tc, test_base32_reject, 0, sizeof(base32_bad) / sizeof(base32_bad[0]));
     tcase_add_test(tc, test_base32_groups);
     tcase_add_test(tc, test_encode_buffer_too_small);
