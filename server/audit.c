@@ -2,32 +2,57 @@
 /*
  * audit.c - the append-only audit log: one JSON line per decision.
  *
- * Each record is one write(2) on a descriptor opened O_APPEND, so lines
- * from concurrent event loops never interleave and a crash loses at most
- * the line being written.  A reopen (log rotation on SIGHUP) swaps the
- * descriptor under a write lock; writers share a read lock.  Records hold
- * no payload bytes (the handler fills them; see lurk_srv_audit_rec).
+ * Lines are appended to a descriptor opened O_APPEND, so lines from
+ * concurrent event loops never interleave.  A reopen (log rotation on
+ * SIGHUP) swaps the descriptor under a write lock; writers share a read
+ * lock.  Records hold no payload bytes (the handler fills them; see
+ * lurk_srv_audit_rec).
+ *
+ * Each event loop batches its lines in its own LURK_SRV_AUDIT_BUF and
+ * writes them with one write(2) when it has nothing else to do, so the
+ * write costs no reply any latency and a busy loop pays one system call
+ * (and one turn at the file's inode lock) for many lines.  The trade-off:
+ * a line reaches the file after its reply, as soon as the loop goes idle,
+ * and under sustained load at most LURK_SRV_AUDIT_MAX_AGE_MS late (or
+ * sooner, when the buffer fills).  Stopping the server (SIGTERM) writes
+ * every buffered line; a crash loses the lines of that window.
+ *
+ * When the log is not a regular file (standard error: a pipe or a
+ * terminal), a batch is written in pieces of whole lines of at most
+ * PIPE_BUF bytes, each of which the kernel keeps in one piece.
  */
 #include "lurk_srv.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 
 struct lurk_srv_audit_st {
     pthread_rwlock_t lock;
     int fd;
-    char *path; /* NULL: standard error */
+    size_t piece; /* largest write kept in one piece: 0 any (regular file) */
+    char *path;   /* NULL: standard error */
 };
 
 static int lurk_audit_open_fd(const char *path)
 {
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+/* A write to a regular file opened O_APPEND lands in one piece whatever
+ * its size; to a pipe, only up to PIPE_BUF bytes do. */
+static size_t lurk_audit_piece(int fd)
+{
+    struct stat st;
+
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? 0 : PIPE_BUF;
 }
 
 lurk_err lurk_srv_audit_open(const char *path, LURK_SRV_AUDIT **out, char *why, size_t whylen)
@@ -51,6 +76,7 @@ lurk_err lurk_srv_audit_open(const char *path, LURK_SRV_AUDIT **out, char *why, 
     }
     if (path == NULL || strcmp(path, "-") == 0) {
         a->fd = STDERR_FILENO;
+        a->piece = lurk_audit_piece(a->fd);
     } else {
         a->path = strdup(path);
         if (a->path == NULL) {
@@ -64,6 +90,7 @@ lurk_err lurk_srv_audit_open(const char *path, LURK_SRV_AUDIT **out, char *why, 
             err = LURK_ERR_IO;
             goto end;
         }
+        a->piece = lurk_audit_piece(a->fd);
     }
     *out = a;
     a = NULL;
@@ -194,16 +221,14 @@ static void lurk_audit_str(lurk_audit_line *l, const char *key, const char *val)
 /* Every member escaped at worst 6:1, plus names, punctuation and newline. */
 #define LURK_AUDIT_LINE_MAX (6 * sizeof(lurk_srv_audit_rec) + 256)
 
-void lurk_srv_audit_write(LURK_SRV_AUDIT *a, const lurk_srv_audit_rec *rec)
+/* Formats rec as one line into out (room for LURK_AUDIT_LINE_MAX bytes);
+ * returns its length.  The one formatter of the log. */
+static size_t lurk_audit_format(const lurk_srv_audit_rec *rec, char *out)
 {
-    char buf[LURK_AUDIT_LINE_MAX];
-    lurk_audit_line l = { buf, 0, sizeof(buf) };
+    lurk_audit_line l = { out, 0, LURK_AUDIT_LINE_MAX };
     char status[24];
     int n;
 
-    if (a == NULL || rec == NULL) {
-        return;
-    }
     lurk_audit_raw(&l, "{", 1);
     lurk_audit_str(&l, "time", rec->time);
     lurk_audit_str(&l, "request_id", rec->request_id);
@@ -218,19 +243,158 @@ void lurk_srv_audit_write(LURK_SRV_AUDIT *a, const lurk_srv_audit_rec *rec)
     lurk_audit_str(&l, "result", lurk_err_name(rec->result));
     lurk_audit_str(&l, "detail", rec->detail);
     lurk_audit_raw(&l, "}\n", 2);
+    return l.len;
+}
+
+static size_t lurk_audit_count_lines(const char *p, size_t len)
+{
+    size_t n = 0;
+    const char *end = p + len;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+        n++; /* a last line without its newline counts too */
+        if (nl == NULL) {
+            break;
+        }
+        p = nl + 1;
+    }
+    return n;
+}
+
+/*
+ * Writes len bytes of whole lines: the rest of a short write is written
+ * again.  Returns the number of lines lost to a failing write (errno says
+ * why), normally 0.
+ */
+static size_t lurk_audit_put(LURK_SRV_AUDIT *a, const char *p, size_t len)
+{
+    size_t lost = 0;
+    int why = 0;
 
     pthread_rwlock_rdlock(&a->lock);
-    if (a->fd >= 0) {
-        ssize_t w = write(a->fd, l.p, l.len);
-        (void)w; /* nowhere better to report a failing audit log */
+    while (len > 0) {
+        size_t n = len;
+        ssize_t w;
+
+        if (a->piece != 0 && n > a->piece) {
+            /* whole lines up to piece bytes; a longer line by itself */
+            const char *nl = memrchr(p, '\n', a->piece);
+
+            if (nl == NULL) {
+                nl = memchr(p + a->piece, '\n', len - a->piece);
+            }
+            n = nl != NULL ? (size_t)(nl - p) + 1 : len;
+        }
+        w = write(a->fd, p, n);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            why = w < 0 ? errno : EIO;
+            lost = lurk_audit_count_lines(p, len);
+            break;
+        }
+        p += w;
+        len -= (size_t)w;
     }
     pthread_rwlock_unlock(&a->lock);
+    if (lost > 0) {
+        errno = why;
+    }
+    return lost;
+}
+
+void lurk_srv_audit_write(LURK_SRV_AUDIT *a, const lurk_srv_audit_rec *rec)
+{
+    char buf[LURK_AUDIT_LINE_MAX];
+
+    if (a == NULL || rec == NULL) {
+        return;
+    }
+    (void)lurk_audit_put(a, buf, lurk_audit_format(rec, buf));
+}
+
+/* ---- a loop's batch of lines ---------------------------------------------- */
+
+#define LURK_AUDIT_BUF_SIZE (64 * 1024)
+
+struct lurk_srv_audit_buf_st {
+    LURK_SRV_AUDIT *audit;
+    uint64_t first_ms; /* when the oldest line waiting was added */
+    size_t len;
+    char data[LURK_AUDIT_BUF_SIZE];
+};
+
+_Static_assert(LURK_AUDIT_BUF_SIZE >= 4 * LURK_AUDIT_LINE_MAX,
+               "an audit batch holds several worst-case lines");
+
+LURK_SRV_AUDIT_BUF *lurk_srv_audit_buf_new(LURK_SRV_AUDIT *a)
+{
+    LURK_SRV_AUDIT_BUF *b;
+
+    if (a == NULL) {
+        return NULL;
+    }
+    b = malloc(sizeof(*b));
+    if (b != NULL) {
+        b->audit = a;
+        b->first_ms = 0;
+        b->len = 0;
+    }
+    return b;
+}
+
+size_t lurk_srv_audit_buf_append(LURK_SRV_AUDIT_BUF *b, const lurk_srv_audit_rec *rec,
+                                 uint64_t now_ms)
+{
+    if (b == NULL || rec == NULL) {
+        return 0;
+    }
+    if (b->len == 0) {
+        b->first_ms = now_ms;
+    }
+    /* room for a worst-case line is kept free after every append */
+    b->len += lurk_audit_format(rec, b->data + b->len);
+    if (sizeof(b->data) - b->len < LURK_AUDIT_LINE_MAX || now_ms < b->first_ms
+        || now_ms - b->first_ms >= LURK_SRV_AUDIT_MAX_AGE_MS) {
+        return lurk_srv_audit_buf_flush(b);
+    }
+    return 0;
+}
+
+int lurk_srv_audit_buf_pending(const LURK_SRV_AUDIT_BUF *b)
+{
+    return b != NULL && b->len > 0;
+}
+
+size_t lurk_srv_audit_buf_flush(LURK_SRV_AUDIT_BUF *b)
+{
+    size_t lost;
+
+    if (b == NULL || b->len == 0) {
+        return 0;
+    }
+    lost = lurk_audit_put(b->audit, b->data, b->len);
+    b->len = 0; /* what a failing write left is counted in lost */
+    return lost;
+}
+
+void lurk_srv_audit_buf_free(LURK_SRV_AUDIT_BUF *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    (void)lurk_srv_audit_buf_flush(b);
+    free(b);
 }
 
 lurk_err lurk_srv_audit_reopen(LURK_SRV_AUDIT *a)
 {
     int fd;
     int old;
+    size_t piece;
 
     if (a == NULL) {
         return LURK_ERR_INVALID_ARG;
@@ -242,9 +406,11 @@ lurk_err lurk_srv_audit_reopen(LURK_SRV_AUDIT *a)
     if (fd < 0) {
         return LURK_ERR_IO; /* keep writing to the old file */
     }
+    piece = lurk_audit_piece(fd);
     pthread_rwlock_wrlock(&a->lock);
     old = a->fd;
     a->fd = fd;
+    a->piece = piece;
     pthread_rwlock_unlock(&a->lock);
     if (old >= 0) {
         close(old);

@@ -119,7 +119,7 @@ static __thread struct {
     char text[24];
 } lurk_h_clock;
 
-static void lurk_h_audit_time(lurk_srv_audit_rec *rec)
+void lurk_srv_audit_time(lurk_srv_audit_rec *rec)
 {
     struct timespec ts;
     struct tm tm;
@@ -558,7 +558,7 @@ int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
 
     why[0] = '\0';
     memset(rec, 0, sizeof(*rec));
-    lurk_h_audit_time(rec);
+    lurk_srv_audit_time(rec);
     if (peer != NULL) {
         lurk_h_copy_clean(rec->peer, sizeof(rec->peer), peer->identity);
         lurk_h_copy_clean(rec->address, sizeof(rec->address), peer->address);

@@ -28,6 +28,11 @@
  * is gone.  (Requests wait in socket buffers where no timestamp can be read,
  * so the length of the busy period is the measure of their wait.)
  *
+ * Audit: each loop batches its audit lines (audit.c) and writes them from
+ * the same lowest-priority event, once the replies are on their way; every
+ * append makes sure that event is armed, and a loop writes what is left
+ * when it exits (drain, SIGTERM).
+ *
  * Identity: the subject CN of the verified client certificate (TCP), or
  * "uid:N" from SO_PEERCRED (unix socket, plain HTTP), fixed per connection.
  */
@@ -70,6 +75,7 @@
 #define RETRY_AFTER_MS 1000
 #define DRAIN_TICK_MS 50
 #define REFUSE_LOG_INTERVAL 10     /* seconds between "connection cap" warnings */
+#define AUDIT_LOG_INTERVAL 10      /* seconds between "audit log" errors */
 
 static const char session_ctx_id[] = "lurk-keyserver";
 
@@ -126,12 +132,16 @@ struct lurk_srv_loop {
     size_t unix_cap;
     time_t last_refuse_log;
     struct event *idle_ev;           /* lowest priority: runs when idle */
+    int idle_armed;
     struct timeval busy_since;       /* start of the busy period; 0 when idle */
+    LURK_SRV_AUDIT_BUF *audit;       /* this loop's audit lines */
+    size_t audit_lost;               /* lost lines not reported yet */
+    int audit_errno;
+    time_t last_audit_log;
 };
 
 struct lurk_srv_http_st {
     OSSL_LIB_CTX *libctx;
-    LURK_SRV_AUDIT *audit;
     pthread_mutex_t lock;            /* keys, tls, lim */
     LURK_SRV_KEYSTORE *keys;
     SSL_CTX *tls;
@@ -151,18 +161,6 @@ struct lurk_srv_http_st {
 static int conn_idx = -1;
 
 /* ---- small helpers -------------------------------------------------------- */
-
-static void rfc3339_now(char *out, size_t len)
-{
-    struct timespec ts;
-    struct tm tm;
-    size_t n;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, len - n, ".%03uZ", (unsigned)(ts.tv_nsec / 1000000) % 1000u);
-}
 
 static void free_body(const void *data, size_t len, void *arg)
 {
@@ -509,6 +507,66 @@ static lurk_srv_conn *conn_unix(lurk_srv_loop *l, struct evhttp_connection *evco
     return c;
 }
 
+/* ---- audit ---------------------------------------------------------------- */
+
+/* Reports lines a failing audit write lost (errno says why), at most once
+ * per AUDIT_LOG_INTERVAL; force: now, if any are unreported. */
+static void audit_report(lurk_srv_loop *l, size_t lost, int force)
+{
+    time_t now;
+
+    if (lost > 0) {
+        l->audit_errno = errno;
+        l->audit_lost += lost;
+    }
+    if (l->audit_lost == 0) {
+        return;
+    }
+    now = time(NULL);
+    if (force || now - l->last_audit_log >= AUDIT_LOG_INTERVAL) {
+        l->last_audit_log = now;
+        lurk_srv_log(LURK_LOG_ERROR, "audit log: write failed: %s: %zu line(s) lost",
+                     strerror(l->audit_errno), l->audit_lost);
+        l->audit_lost = 0;
+    }
+}
+
+/* The idle event runs once the loop has nothing else to do. */
+static void loop_arm_idle(lurk_srv_loop *l)
+{
+    if (!l->idle_armed) {
+        l->idle_armed = 1;
+        event_active(l->idle_ev, EV_TIMEOUT, 0);
+    }
+}
+
+/* Queues a decision's line; on_idle writes it after the reply went out. */
+static void loop_audit(lurk_srv_loop *l, const lurk_srv_audit_rec *rec)
+{
+    struct timeval now;
+    size_t lost;
+
+    /* the time this loop iteration started: no clock read */
+    event_base_gettimeofday_cached(l->base, &now);
+    lost = lurk_srv_audit_buf_append(l->audit, rec,
+                                     (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_usec / 1000u);
+    if (lost > 0) {
+        audit_report(l, lost, 0);
+    }
+    if (lurk_srv_audit_buf_pending(l->audit)) {
+        loop_arm_idle(l);
+    }
+}
+
+static void loop_audit_flush(lurk_srv_loop *l, int force_report)
+{
+    size_t lost = lurk_srv_audit_buf_flush(l->audit);
+
+    if (lost > 0 || force_report) {
+        audit_report(l, lost, force_report);
+    }
+}
+
 /* ---- requests ------------------------------------------------------------- */
 
 static void send_body(struct evhttp_request *req, int status, char *body, size_t len,
@@ -566,7 +624,7 @@ static void send_error(lurk_srv_loop *l, struct evhttp_request *req, const lurk_
     send_body(req, status, body, len, retry_after_ms, close_after);
 
     memset(&rec, 0, sizeof(rec));
-    rfc3339_now(rec.time, sizeof(rec.time));
+    lurk_srv_audit_time(&rec);
     if (peer != NULL) {
         snprintf(rec.peer, sizeof(rec.peer), "%s", peer->identity != NULL ? peer->identity : "");
         snprintf(rec.address, sizeof(rec.address), "%s",
@@ -576,15 +634,18 @@ static void send_error(lurk_srv_loop *l, struct evhttp_request *req, const lurk_
     rec.status = status;
     rec.result = err;
     snprintf(rec.detail, sizeof(rec.detail), "%s", description);
-    lurk_srv_audit_write(l->srv->audit, &rec);
+    loop_audit(l, &rec);
 }
 
-/* The loop had nothing else to do: its backlog is gone. */
+/* The loop had nothing else to do: its backlog is gone, and the replies
+ * have been written, so now the audit lines are. */
 static void on_idle(evutil_socket_t fd, short what, void *arg)
 {
     lurk_srv_loop *l = arg;
 
+    l->idle_armed = 0;
     timerclear(&l->busy_since);
+    loop_audit_flush(l, 0);
 }
 
 /* Milliseconds this loop has been busy without a pause, which is about how
@@ -598,7 +659,7 @@ static long queued_ms(lurk_srv_loop *l)
     evutil_gettimeofday(&now, NULL);
     if (!timerisset(&l->busy_since)) {
         l->busy_since = now;
-        event_active(l->idle_ev, EV_TIMEOUT, 0);
+        loop_arm_idle(l);
         return 0;
     }
     timersub(&now, &l->busy_since, &d);
@@ -689,7 +750,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     hctx.propq = NULL;
     status = lurk_srv_handle(&hctx, &c->peer, (const char *)body, len, &resp, &resp_len, &rec);
     send_body(req, status, resp, resp_len, 0, l->draining);
-    lurk_srv_audit_write(h->audit, &rec);
+    loop_audit(l, &rec);
 }
 
 /* ---- loops ---------------------------------------------------------------- */
@@ -799,6 +860,8 @@ static void *loop_main(void *arg)
     if (event_base_dispatch(l->base) < 0) {
         lurk_srv_log(LURK_LOG_ERROR, "event loop %zu failed", l->index);
     }
+    /* the idle event may not have run since the last replies */
+    loop_audit_flush(l, 1);
     return NULL;
 }
 
@@ -989,7 +1052,6 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
     }
     pthread_mutex_init(&h->lock, NULL);
     h->libctx = libctx;
-    h->audit = audit;
     h->keys = keys;
     lurk_srv_keystore_up_ref(keys);
     h->lim.max_body = conf->max_body;
@@ -1037,8 +1099,9 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
         }
         l->ctl_ev = event_new(l->base, l->ctl[0], EV_READ | EV_PERSIST, on_ctl, l);
         l->idle_ev = event_new(l->base, -1, 0, on_idle, l);
+        l->audit = lurk_srv_audit_buf_new(audit);
         if (l->ctl_ev == NULL || event_add(l->ctl_ev, NULL) != 0 || l->idle_ev == NULL
-            || event_priority_set(l->idle_ev, LOOP_PRIO_IDLE) != 0) {
+            || event_priority_set(l->idle_ev, LOOP_PRIO_IDLE) != 0 || l->audit == NULL) {
             lurk_why(why, whylen, "cannot create event loop %zu", i);
             goto end;
         }
@@ -1237,6 +1300,10 @@ void lurk_srv_http_free(LURK_SRV_HTTP *h)
             }
         }
         free(l->unix_by_fd);
+        if (l->audit != NULL) {
+            loop_audit_flush(l, 1); /* lines of the deferred frees, if any */
+            lurk_srv_audit_buf_free(l->audit);
+        }
         lurk_srv_keystore_free(l->keys);
         SSL_CTX_free(l->tls);
     }

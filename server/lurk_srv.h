@@ -6,7 +6,8 @@
  *   policy.c    what a key's policy lets through (pure)
  *   handler.c   request body + peer -> response body + audit record (pure:
  *               no I/O but the crypto itself)
- *   audit.c     the append-only audit log, one JSON line per decision
+ *   audit.c     the append-only audit log, one JSON line per decision,
+ *               batched per event loop
  *
  * and the front (main.c, config.c, http.c, dev.c) that does the I/O.
  */
@@ -14,6 +15,7 @@
 #define LURK_SRV_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/evp.h>
 
@@ -175,17 +177,49 @@ int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
 int lurk_srv_error_response(lurk_err err, const char *description, unsigned retry_after_ms,
                             char **resp, size_t *resp_len);
 
+/* Sets rec->time to now, as lurk_srv_handle does (for records filled
+ * outside it).  The seconds are formatted once a second per thread. */
+void lurk_srv_audit_time(lurk_srv_audit_rec *rec);
+
 /* ---- audit ------------------------------------------------------------- */
 
 typedef struct lurk_srv_audit_st LURK_SRV_AUDIT;
 
 /* path NULL or "-": standard error.  The file is opened O_APPEND. */
 lurk_err lurk_srv_audit_open(const char *path, LURK_SRV_AUDIT **out, char *why, size_t whylen);
-/* Thread-safe; one write(2) of one JSON line. */
+/* Thread-safe; one write(2) of one JSON line, now (for callers outside an
+ * event loop; a loop batches its lines in a LURK_SRV_AUDIT_BUF). */
 void lurk_srv_audit_write(LURK_SRV_AUDIT *a, const lurk_srv_audit_rec *rec);
-/* Reopens the file (log rotation on SIGHUP). */
+/* Reopens the file (log rotation on SIGHUP); lines written from then on,
+ * buffered ones included, go to the new file. */
 lurk_err lurk_srv_audit_reopen(LURK_SRV_AUDIT *a);
+/* After every buffer of a has been freed. */
 void lurk_srv_audit_close(LURK_SRV_AUDIT *a);
+
+/*
+ * One event loop's batch of lines, used by that loop's thread only.  The
+ * owner appends a line per decision and flushes when it has nothing else
+ * to do; an append itself writes the batch out when the batch cannot take
+ * another line or its oldest line is LURK_SRV_AUDIT_MAX_AGE_MS old, so
+ * under sustained load a line is about that late at most.  A flush is one
+ * write(2) (O_APPEND, under the log's read lock; a short write is
+ * completed; to a pipe, pieces of whole lines: see audit.c).  append and flush return the number of lines a failing write
+ * lost, with errno set, and 0 normally: the caller reports them.
+ */
+#define LURK_SRV_AUDIT_MAX_AGE_MS 50
+
+typedef struct lurk_srv_audit_buf_st LURK_SRV_AUDIT_BUF;
+
+/* NULL when out of memory.  The buffer does not own a. */
+LURK_SRV_AUDIT_BUF *lurk_srv_audit_buf_new(LURK_SRV_AUDIT *a);
+/* now_ms: any millisecond clock, the same for every call on b. */
+size_t lurk_srv_audit_buf_append(LURK_SRV_AUDIT_BUF *b, const lurk_srv_audit_rec *rec,
+                                 uint64_t now_ms);
+/* 1 when lines wait for a flush. */
+int lurk_srv_audit_buf_pending(const LURK_SRV_AUDIT_BUF *b);
+size_t lurk_srv_audit_buf_flush(LURK_SRV_AUDIT_BUF *b);
+/* Writes what is left (flush first to learn of a failure), then frees. */
+void lurk_srv_audit_buf_free(LURK_SRV_AUDIT_BUF *b);
 
 #ifdef __cplusplus
 }

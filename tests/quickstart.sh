@@ -18,6 +18,8 @@ ks_port=${LURK_KS_PORT:-7443}
 https_port=${LURK_HTTPS_PORT:-8443}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+# shellcheck source=lib/keyserver.sh
+. "$top/tests/lib/keyserver.sh" # ks_audit_count, ks_audit_wait
 
 say "installing missing packages and building"
 bash "$top/tests/deps.sh"
@@ -67,9 +69,12 @@ else
 fi
 
 say "curl --cacert $dir/ca.crt https://localhost:$https_port/"
+signs=$(ks_audit_count '"op":"Sign"' "$dir/audit.log")
 curl -sS --fail --cacert "$dir/ca.crt" "https://localhost:$https_port/"
 echo
 say "the handshake signature was made by the key server (audit log):"
+# the key server writes the line just after its reply
+ks_audit_wait '"op":"Sign"' $((signs + 1)) "$dir/audit.log" 2>/dev/null || true
 tail -n 1 "$dir/audit.log"
 
 cat <<EOT

@@ -12,6 +12,9 @@
 # Every process started is stopped by pid.
 set -euo pipefail
 : "${LURK_KEYSERVER:?}" "${LURK_CLI:?}"
+# ks_audit_wait (no server of this script is started by ks_start)
+# shellcheck source=../lib/keyserver.sh
+. "$(dirname "$0")/../lib/keyserver.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/lurk-itest-dev.XXXXXX")
 dir=$work/dev
@@ -113,7 +116,7 @@ for key in p256 rsa2048; do
     wait "$spid" 2>/dev/null || true
     pass "s_server with $key.crt + $key.key: TLS 1.3 and TLS 1.2 handshakes verified"
 done
-grep -q '"op":"Sign"' "$dir/audit.log" || fail "no Sign in the key server's audit log"
+ks_audit_wait '"op":"Sign"' 1 "$dir/audit.log" || fail "no Sign in the key server's audit log"
 unset OPENSSL_CONF
 
 stop_pid "$ks_pid"

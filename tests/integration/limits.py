@@ -9,6 +9,9 @@
         connection gets no service; closing one lets a new one in
     limits.py header DIR PORT TIMEOUT_S     a TCP connection that never
         starts TLS is closed after header_timeout
+    limits.py audit DIR PID PORT            a request's audit line is
+        written promptly while the server runs; requests over several
+        connections at once, then SIGTERM: one line per request, none lost
 """
 import json
 import os
@@ -16,6 +19,7 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 import time
 
 failures = 0
@@ -172,6 +176,72 @@ def header(port, timeout_s):
     s.close()
 
 
+def audit_ids(d, prefix):
+    """Request ids of the audit lines whose id starts with prefix, in order."""
+    ids = []
+    with open(os.path.join(d, "audit.log")) as f:
+        for line in f:
+            rid = json.loads(line).get("request_id", "")
+            if rid.startswith(prefix):
+                ids.append(rid)
+    return ids
+
+
+def audit(d, pid, port, n_conns=8, per_conn=50):
+    ctx = tls_context(d)
+    # One request while the server stays up: its line follows the reply.
+    s = connect(ctx, port)
+    s.sendall(request_bytes("Ping", {}, "audit-one"))
+    status = read_response(s)[0]
+    t0 = time.monotonic()
+    while not audit_ids(d, "audit-one") and time.monotonic() - t0 < 2:
+        time.sleep(0.01)
+    ms = (time.monotonic() - t0) * 1000
+    check(status == 200 and audit_ids(d, "audit-one") == ["audit-one"] and ms < 1000,
+          "one request's audit line is written promptly (%.0f ms after the reply)" % ms)
+    s.close()
+
+    # K requests over n_conns connections at once, then SIGTERM.
+    replies = []
+    errors = []
+
+    def client(c):
+        try:
+            t = connect(ctx, port)
+            for i in range(per_conn):
+                rid = "audit-par-%d-%d" % (c, i)
+                t.sendall(request_bytes("Ping", {}, rid))
+                if read_response(t)[0] == 200:
+                    replies.append(rid)
+            t.close()
+        except (OSError, ConnectionError, ssl.SSLError) as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(n_conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    k = n_conns * per_conn
+    check(len(replies) == k and not errors,
+          "%d requests over %d connections at once answered (%d, errors: %s)"
+          % (k, n_conns, len(replies), errors[:3]))
+    os.kill(pid, signal.SIGTERM)
+    end = time.time() + 10
+    while time.time() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    else:
+        check(False, "the server exits within 10 s of SIGTERM")
+    ids = audit_ids(d, "audit-par-")
+    check(len(ids) == k and sorted(ids) == sorted(replies),
+          "after SIGTERM the audit log has exactly one line per request (%d lines, %d requests)"
+          % (len(ids), k))
+
+
 mode = sys.argv[1]
 if mode == "overload":
     overload(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
@@ -179,4 +249,6 @@ elif mode == "conncap":
     conncap(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
 elif mode == "header":
     header(int(sys.argv[2]), int(sys.argv[3]))
+elif mode == "audit":
+    audit(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
 sys.exit(1 if failures else 0)

@@ -6,6 +6,9 @@
 # instead of queueing, past max_connections new connections get no service,
 # and a connection that never starts TLS is closed after header_timeout.
 # Each phase starts its own server (threads = 1) and stops it by pid.
+# Last, with two loops: the audit log gets a request's line promptly, and
+# after SIGTERM exactly one line for each of many concurrent requests (each
+# loop batches its lines and writes them when idle and on exit).
 set -euo pipefail
 : "${LURK_SOURCE_ROOT:?}" "${LURK_KEYSERVER:?}"
 
@@ -43,4 +46,11 @@ with_limits "header_timeout = 1"
 ks_start "$dir" >/dev/null
 python3 "$py" header "$KS_PORT" 1
 ks_stop
+
+cp "$work/keyserver.cnf.orig" "$dir/keyserver.cnf"   # threads = 2
+ks_start "$dir" >/dev/null
+python3 "$py" audit "$dir" "$KS_PID" "$KS_PORT"
+status=0
+ks_stop || status=$?
+[ "$status" = 0 ] || { echo "FAIL: lurk-keyserver exited with status $status after SIGTERM"; exit 1; }
 echo "limits: all checks passed"

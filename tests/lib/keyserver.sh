@@ -15,6 +15,13 @@
 #                     each NAME (default: every key the test client may use, i.e. all but
 #                     p256-restricted); needs LURK_CLI
 #   ks_on_exit CMD    run CMD from the EXIT trap (after every started server is stopped)
+#   ks_audit_count PATTERN [FILE]   lines of the audit log FILE (default KS_DIR/audit.log)
+#                     that match PATTERN (grep; '' = every line)
+#   ks_audit_wait PATTERN COUNT [FILE]   wait (<= KS_AUDIT_TIMEOUT s, default 5) until
+#                     ks_audit_count is at least COUNT; 1 (with a message) when it is not.
+#                     The key server writes a request's audit line just after the reply
+#                     (when its event loop goes idle, at most ~50 ms later under load), so
+#                     a test that expects a new line waits for it with this.
 #
 # Every server ks_start starts is also stopped by an EXIT trap, so a failing test never
 # leaves one running (a script that sets its own EXIT trap must call _ks_exit_trap from it;
@@ -289,6 +296,23 @@ ks_stop() {
 
 ks_reload() {
     kill -HUP "${KS_PID:?no key server started}"
+}
+
+ks_audit_count() {
+    local pat=${1?usage: ks_audit_count PATTERN [FILE]} file=${2:-${KS_DIR:-.}/audit.log}
+    [ -f "$file" ] || { echo 0; return 0; }
+    grep -c -e "$pat" "$file" || true
+}
+
+ks_audit_wait() {
+    local pat=${1?usage: ks_audit_wait PATTERN COUNT [FILE]} want=${2:?usage: ks_audit_wait PATTERN COUNT [FILE]}
+    local file=${3:-${KS_DIR:-.}/audit.log} i
+    for ((i = 0; i < ${KS_AUDIT_TIMEOUT:-5} * 20; i++)); do
+        [ "$(ks_audit_count "$pat" "$file")" -ge "$want" ] && return 0
+        sleep 0.05
+    done
+    echo "ks_audit_wait: $file: $(ks_audit_count "$pat" "$file") line(s) match '$pat', want $want" >&2
+    return 1
 }
 
 ks_keyid() {

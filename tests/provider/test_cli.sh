@@ -125,10 +125,10 @@ check "  same secret" cmp z.local z.lurk
 refuse "pkeyutl -derive with a sign key" "policy forbids" openssl pkeyutl -derive \
     -inkey p256-sign.key -peerkey peer.pub
 
-# The audit log saw the remote operations.
-check "audit log has Sign" grep -q '"op":"Sign"' audit.log
-check "audit log has Decrypt" grep -q '"op":"Decrypt"' audit.log
-check "audit log has Agree" grep -q '"op":"Agree"' audit.log
+# The audit log saw the remote operations (written just after the replies).
+check "audit log has Sign" ks_audit_wait '"op":"Sign"' 1
+check "audit log has Decrypt" ks_audit_wait '"op":"Decrypt"' 1
+check "audit log has Agree" ks_audit_wait '"op":"Agree"' 1
 
 # Key server down: a clear error, quickly.
 ks_stop

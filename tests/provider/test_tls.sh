@@ -55,7 +55,7 @@ handshake() {
     while [ "$1" != -- ]; do cargs="$cargs $1"; shift; done
     shift
     prio=$1
-    before=$(grep -c '"result":"ok"' audit.log 2>/dev/null || echo 0)
+    before=$(ks_audit_count '"result":"ok"')
     # shellcheck disable=SC2086
     if ! start_server $key $sargs; then bad "$name: s_server did not start"; return; fi
     # shellcheck disable=SC2086
@@ -74,7 +74,8 @@ handshake() {
         bad "$name: gnutls-cli"; tail -5 gnutls.out
     fi
     stop_server
-    after=$(grep -c '"result":"ok"' audit.log 2>/dev/null || echo 0)
+    ks_audit_wait '"result":"ok"' $((before + 2)) 2>/dev/null
+    after=$(ks_audit_count '"result":"ok"')
     if [ "$after" -ge $((before + 2)) ] && tail -n $((after - before)) audit.log | grep -q "$want"; then
         ok "$name: audit log shows the remote operation ($want)"
     else

@@ -283,19 +283,12 @@ web_ks_kill() {
 
 # Lines of the audit log for private-key operations: OP is Sign or Decrypt.
 web_audit_count() {
-    local op=$1
-    [ -f "$KS_AUDIT" ] || { echo 0; return; }
-    grep -c "\"$op\"" "$KS_AUDIT" || true
+    ks_audit_count "\"$1\"" "$KS_AUDIT"
 }
 
-# web_audit_wait OP COUNT: the key server may append after replying.
+# web_audit_wait OP COUNT: the key server appends just after replying.
 web_audit_wait() {
-    local op=$1 want=$2 i
-    for i in $(seq 1 20); do
-        [ "$(web_audit_count "$op")" -ge "$want" ] && return 0
-        sleep 0.05
-    done
-    return 1
+    ks_audit_wait "\"$1\"" "$2" "$KS_AUDIT" 2>/dev/null
 }
 
 # ---- TLS clients ------------------------------------------------------------
