@@ -3,10 +3,11 @@
  * lurk_transport.h - private to the client library: one persistent HTTPS
  * (or HTTP over a unix socket) connection to one key server.
  *
- * transport.c is the only file that knows libcurl.  A LURK_CONN is one curl
- * easy handle, bound to one server at creation, holding at most one
- * keep-alive connection.  A LURK_SHARE is the TLS session and DNS cache that
- * the connections of one client (in one process) share.
+ * transport.c is the only file that knows libcurl.  A LURK_CONN is bound to
+ * one server at creation and holds at most one keep-alive connection (libcurl
+ * connects, transport.c speaks HTTP/1.1 on it).  A LURK_SHARE is the TLS
+ * session and DNS cache that the connections of one client (in one process)
+ * share.
  *
  * Nothing here is fork-aware: client.c decides when a connection or a share
  * was inherited and must be forgotten (leaked, never cleaned up, because
@@ -48,7 +49,7 @@ typedef struct {
 } lurk_transport_opts;
 
 /* A reply as received; body points into the connection's buffer and stays
- * valid until the next post or free on that connection. */
+ * valid until the next post, cleanse or free on that connection. */
 typedef struct {
     long http_status;
     const char *body;
@@ -70,16 +71,22 @@ lurk_err lurk_share_new(LURK_SHARE **out);
 /* Frees the share; every connection using it must be freed first. */
 void lurk_share_free(LURK_SHARE *sh);
 
-/* Creates a connection object (no network yet).  `share` may be NULL. */
+/* Creates a connection object (no network yet).  `share` may be NULL.  The
+ * connection keeps pointers to srv, share and the blobs of opts: they must
+ * outlive it. */
 lurk_err lurk_conn_new(const lurk_transport_server *srv, const lurk_transport_opts *opts,
                        LURK_SHARE *share, LURK_CONN **out, char *detail, size_t detaillen);
 void lurk_conn_free(LURK_CONN *conn);
 
 /* POSTs one JSON body and waits for the reply, at most timeout_ms in all
- * (connect included).  Returns LURK_OK when an HTTP reply arrived, whatever
- * its status; otherwise the transport error (UNREACHABLE, TIMEOUT, TLS,
- * PROTOCOL, ...) with curl's message in detail.  After an error the caller
- * should free the connection. */
+ * (connect included).  Connects when the connection is not up; a kept-alive
+ * connection that turns out closed before any reply byte is replaced once,
+ * and the request sent again.  Returns LURK_OK when an HTTP reply arrived,
+ * whatever its status; otherwise the transport error (UNREACHABLE, TIMEOUT,
+ * TLS, PROTOCOL for a malformed or oversized reply, ...) with curl's or the
+ * reply parser's message in detail.  After an error, or a reply that ends
+ * the connection (Connection: close, HTTP/1.0), the connection is closed; the
+ * next post makes a new one. */
 lurk_err lurk_conn_post(LURK_CONN *conn, const char *body, size_t len, long timeout_ms,
                         lurk_transport_reply *reply, char *detail, size_t detaillen);
 

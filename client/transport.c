@@ -3,17 +3,28 @@
  * transport.c - HTTPS (mutual TLS) and HTTP-over-unix-socket POSTs to a key
  * server; the only file that knows libcurl.
  *
- * One LURK_CONN = one curl easy handle = at most one persistent connection
- * to one server (keep-alive, TCP_NODELAY).  Every option is set once when
- * the handle is made; a post only sets the body and the time budget, so the
- * hot path is one curl_easy_perform on a warm connection.  Connections of a
- * client share TLS sessions and the DNS cache through a CURLSH, so a new
- * connection resumes instead of doing a full handshake.
+ * libcurl only connects: TCP or unix socket, TLS with both certificates from
+ * memory, verification, the connect timeout and session resumption through
+ * a CURLSH shared by the connections of a client (a new connection resumes
+ * instead of doing a full handshake).  The HTTP/1.1 exchange is ours: a post
+ * is one curl_easy_send of the whole request (one TLS record, one write) and
+ * curl_easy_recv of the reply into one buffer, usually in one call, parsed
+ * strictly and with bounds.  On a warm connection curl_easy_perform's HTTP
+ * machinery made a post cost three times the instructions (TLS included) and
+ * half again the system calls.
+ *
+ * One LURK_CONN = at most one persistent connection to one server
+ * (keep-alive, TCP_NODELAY) = one curl easy handle made with CONNECT_ONLY;
+ * a handle connects once, so a reconnection is a new handle with the same
+ * options.  A kept-alive connection that the server closed meanwhile fails
+ * before any reply byte arrives; the request is then sent once more on a new
+ * connection, as libcurl itself would.
  *
  * Verification is never optional: peer and host name are checked against
  * the configured CA only (no system store), TLS 1.2 is the minimum, the
- * protocol is restricted to https (http only over a unix socket), redirects
- * are off and the reply is capped at max_response bytes.
+ * protocol is restricted to https (http only over a unix socket), there are
+ * no redirects, and the reply is capped at max_response bytes of body plus
+ * LURK_HTTP_HEAD_MAX of head.
  *
  * libcurl's TLS runs on OpenSSL's default library context.  Inside nginx or
  * haproxy that context also holds the lurk provider, so nothing here may
@@ -21,19 +32,24 @@
  */
 #include "lurk_transport.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
 #include "lurk_proto.h"
 
-#define LURK_CONN_INITIAL_BUF 4096
+#define LURK_CONN_INITIAL_BUF 4096 /* a whole reply in one read, usually */
+#define LURK_HTTP_HEAD_MAX 8192    /* status line and fields; a chunk line; trailers */
 
 struct lurk_share_st {
     CURLSH *sh;
@@ -41,14 +57,20 @@ struct lurk_share_st {
 };
 
 struct lurk_conn_st {
-    CURL *curl;
-    struct curl_slist *headers;
     const lurk_transport_server *srv;
-    char *buf;           /* reply body, NUL-terminated; kept between posts */
-    size_t len;
-    size_t cap;
-    size_t max;          /* max_response */
-    int overflow;        /* the write callback refused bytes */
+    lurk_transport_opts opts;
+    LURK_SHARE *share;
+    size_t max;       /* max_response */
+    CURL *curl;       /* NULL after a drop: the next post makes a new one */
+    curl_socket_t fd; /* the connection's socket, to poll */
+    int live;         /* connected, and the last exchange ended cleanly */
+    long timeout_ms;  /* the current post's, for messages */
+    char *req;        /* request line and fields; per post, length and body */
+    size_t head_len;  /* the fixed part, up to "Content-Length: " */
+    size_t req_cap;   /* bytes allocated at req */
+    char *buf;        /* raw reply, decoded in place; body NUL-terminated */
+    size_t seen;      /* bytes of buf that held reply bytes since the last wipe */
+    size_t cap;       /* bytes allocated at buf */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -257,38 +279,6 @@ void lurk_share_free(LURK_SHARE *sh)
 /* ------------------------------------------------------------------------ */
 /* Connections                                                                */
 
-static size_t lurk_conn_write(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    LURK_CONN *conn = arg;
-    size_t n = size * nmemb;
-
-    if (n > conn->max - conn->len) {
-        conn->overflow = 1;
-        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
-    }
-    if (conn->len + n + 1 > conn->cap) {
-        size_t cap = conn->cap;
-        char *nb;
-
-        while (cap < conn->len + n + 1) {
-            cap *= 2;
-        }
-        if (cap > conn->max + 1) {
-            cap = conn->max + 1;
-        }
-        nb = realloc(conn->buf, cap);
-        if (nb == NULL) {
-            return 0;
-        }
-        conn->buf = nb;
-        conn->cap = cap;
-    }
-    memcpy(conn->buf + conn->len, ptr, n);
-    conn->len += n;
-    conn->buf[conn->len] = '\0';
-    return n;
-}
-
 static int lurk_setopt_blob(CURL *curl, CURLoption opt, const lurk_transport_blob *b)
 {
     struct curl_blob blob;
@@ -299,62 +289,27 @@ static int lurk_setopt_blob(CURL *curl, CURLoption opt, const lurk_transport_blo
     return curl_easy_setopt(curl, opt, &blob) == CURLE_OK;
 }
 
-lurk_err lurk_conn_new(const lurk_transport_server *srv, const lurk_transport_opts *opts,
-                       LURK_SHARE *share, LURK_CONN **out, char *detail, size_t detaillen)
+/* Makes conn->curl: a handle that connects (perform) and then stops, bound
+ * to the server, the credentials and the share.  CURLE_NOT_BUILT_IN when
+ * this libcurl refuses an option. */
+static CURLcode lurk_conn_handle(LURK_CONN *conn)
 {
-    lurk_err err = LURK_ERR_NOMEM;
-    LURK_CONN *conn = NULL;
+    const lurk_transport_server *srv = conn->srv;
+    const lurk_transport_opts *opts = &conn->opts;
     CURL *curl;
-    int unix_socket = srv->unix_path[0] != '\0';
     int ok = 1;
 
-    *out = NULL;
-    err = lurk_transport_init(detail, detaillen);
-    if (err != LURK_OK) {
-        goto end;
+    curl = curl_easy_init();
+    if (curl == NULL) {
+        return CURLE_OUT_OF_MEMORY;
     }
-    err = LURK_ERR_NOMEM;
-    conn = calloc(1, sizeof(*conn));
-    if (conn == NULL) {
-        goto end;
-    }
-    conn->srv = srv;
-    conn->max = opts->max_response > 0 ? opts->max_response : LURK_MAX_MESSAGE;
-    conn->cap = LURK_CONN_INITIAL_BUF < conn->max + 1 ? LURK_CONN_INITIAL_BUF : conn->max + 1;
-    conn->buf = malloc(conn->cap);
-    conn->curl = curl_easy_init();
-    if (conn->buf == NULL || conn->curl == NULL) {
-        goto end;
-    }
-    conn->buf[0] = '\0';
-    conn->headers = curl_slist_append(NULL, "Content-Type: " LURK_PROTO_MEDIA_TYPE);
-    if (conn->headers == NULL) {
-        goto end;
-    }
-    {
-        struct curl_slist *h = curl_slist_append(conn->headers, "Accept: " LURK_PROTO_MEDIA_TYPE);
-
-        if (h == NULL) {
-            goto end;
-        }
-        h = curl_slist_append(conn->headers, "Expect:"); /* no 100-continue round trip */
-        if (h == NULL) {
-            goto end;
-        }
-    }
-
-    curl = conn->curl;
+    conn->curl = curl;
     ok &= curl_easy_setopt(curl, CURLOPT_URL, srv->url) == CURLE_OK;
+    ok &= curl_easy_setopt(curl, CURLOPT_CONNECT_ONLY, 1L) == CURLE_OK;
     ok &= curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L) == CURLE_OK;
     ok &= curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, conn->errbuf) == CURLE_OK;
-    ok &= curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) == CURLE_OK;
-    ok &= curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK;
-    ok &= curl_easy_setopt(curl, CURLOPT_HTTPHEADER, conn->headers) == CURLE_OK;
-    ok &= curl_easy_setopt(curl, CURLOPT_POST, 1L) == CURLE_OK;
-    ok &= curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, lurk_conn_write) == CURLE_OK;
-    ok &= curl_easy_setopt(curl, CURLOPT_WRITEDATA, conn) == CURLE_OK;
-    ok &= curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)conn->max) == CURLE_OK;
-    ok &= curl_easy_setopt(curl, CURLOPT_MAXCONNECTS, 1L) == CURLE_OK;
+    /* ALPN offers http/1.1 only: the requests written here are HTTP/1.1. */
+    ok &= curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1) == CURLE_OK;
     ok &= curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
                            opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 1000L)
           == CURLE_OK;
@@ -364,10 +319,10 @@ lurk_err lurk_conn_new(const lurk_transport_server *srv, const lurk_transport_op
     ok &= curl_easy_setopt(curl, CURLOPT_TCP_KEEPINTVL, 10L) == CURLE_OK;
     ok &= curl_easy_setopt(curl, CURLOPT_NOPROXY, "*") == CURLE_OK;
     ok &= curl_easy_setopt(curl, CURLOPT_PROXY, "") == CURLE_OK;
-    if (share != NULL) {
-        ok &= curl_easy_setopt(curl, CURLOPT_SHARE, share->sh) == CURLE_OK;
+    if (conn->share != NULL) {
+        ok &= curl_easy_setopt(curl, CURLOPT_SHARE, conn->share->sh) == CURLE_OK;
     }
-    if (unix_socket) {
+    if (srv->unix_path[0] != '\0') {
         const char *path = srv->unix_path;
         CURLoption opt = CURLOPT_UNIX_SOCKET_PATH;
 
@@ -377,17 +332,10 @@ lurk_err lurk_conn_new(const lurk_transport_server *srv, const lurk_transport_op
         }
         ok &= curl_easy_setopt(curl, opt, path) == CURLE_OK;
         ok &= curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http") == CURLE_OK;
-        ok &= curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http") == CURLE_OK;
     } else {
-        if (opts->ca == NULL || opts->ca->len == 0) {
-            lurk_why(detail, detaillen, "server %s: no CA configured", srv->name);
-            err = LURK_ERR_CONFIG;
-            goto end;
-        }
         ok &= curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https") == CURLE_OK;
-        ok &= curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "https") == CURLE_OK;
-        ok &= curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2)
-              == CURLE_OK;
+        ok &=
+            curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2) == CURLE_OK;
         ok &= curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK;
         ok &= curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK;
         ok &= curl_easy_setopt(curl, CURLOPT_SSL_SESSIONID_CACHE, 1L) == CURLE_OK;
@@ -404,10 +352,98 @@ lurk_err lurk_conn_new(const lurk_transport_server *srv, const lurk_transport_op
             ok &= lurk_setopt_blob(curl, CURLOPT_SSLKEY_BLOB, opts->key);
         }
     }
-    if (!ok) {
-        lurk_why(detail, detaillen, "server %s: libcurl lacks a required option",
-                        srv->name);
-        err = LURK_ERR_UNSUPPORTED;
+    return ok ? CURLE_OK : CURLE_NOT_BUILT_IN;
+}
+
+/* The fixed start of every request: request line, Host, media types and the
+ * name of the one field that varies. */
+static lurk_err lurk_conn_head(LURK_CONN *conn)
+{
+    lurk_err err = LURK_ERR_NOMEM;
+    CURLU *u = NULL;
+    char *host = NULL;
+    char *port = NULL;
+    char *path = NULL;
+    int n;
+
+    u = curl_url();
+    if (u == NULL || curl_url_set(u, CURLUPART_URL, conn->srv->url, 0) != CURLUE_OK
+        || curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK
+        || curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
+        goto end;
+    }
+    (void) curl_url_get(u, CURLUPART_PORT, &port, 0); /* only when the URL has one */
+    conn->req_cap = strlen(host) + strlen(path) + (port != NULL ? strlen(port) : 0) + 256;
+    conn->req = malloc(conn->req_cap);
+    if (conn->req == NULL) {
+        goto end;
+    }
+    n = snprintf(conn->req, conn->req_cap,
+                 "POST %s HTTP/1.1\r\n"
+                 "Host: %s%s%s\r\n"
+                 "Content-Type: " LURK_PROTO_MEDIA_TYPE "\r\n"
+                 "Accept: " LURK_PROTO_MEDIA_TYPE "\r\n"
+                 "Content-Length: ",
+                 path, host, port != NULL ? ":" : "", port != NULL ? port : "");
+    if (n < 0 || (size_t) n >= conn->req_cap) {
+        err = LURK_ERR_INTERNAL;
+        goto end;
+    }
+    conn->head_len = (size_t) n;
+    err = LURK_OK;
+
+end:
+    curl_free(path);
+    curl_free(port);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return err;
+}
+
+lurk_err lurk_conn_new(const lurk_transport_server *srv, const lurk_transport_opts *opts,
+                       LURK_SHARE *share, LURK_CONN **out, char *detail, size_t detaillen)
+{
+    lurk_err err = LURK_ERR_NOMEM;
+    LURK_CONN *conn = NULL;
+    CURLcode rc;
+
+    *out = NULL;
+    err = lurk_transport_init(detail, detaillen);
+    if (err != LURK_OK) {
+        goto end;
+    }
+    if (srv->unix_path[0] == '\0' && (opts->ca == NULL || opts->ca->len == 0)) {
+        lurk_why(detail, detaillen, "server %s: no CA configured", srv->name);
+        err = LURK_ERR_CONFIG;
+        goto end;
+    }
+    err = LURK_ERR_NOMEM;
+    conn = calloc(1, sizeof(*conn));
+    if (conn == NULL) {
+        goto end;
+    }
+    conn->srv = srv;
+    conn->opts = *opts;
+    conn->share = share;
+    conn->fd = CURL_SOCKET_BAD;
+    conn->max = opts->max_response > 0 ? opts->max_response : LURK_MAX_MESSAGE;
+    conn->cap = LURK_CONN_INITIAL_BUF;
+    conn->buf = malloc(conn->cap);
+    if (conn->buf == NULL) {
+        goto end;
+    }
+    conn->buf[0] = '\0';
+    err = lurk_conn_head(conn);
+    if (err != LURK_OK) {
+        goto end;
+    }
+    rc = lurk_conn_handle(conn);
+    if (rc != CURLE_OK) {
+        err = LURK_ERR_NOMEM;
+        if (rc != CURLE_OUT_OF_MEMORY) {
+            lurk_why(detail, detaillen, "server %s: libcurl lacks a required option", srv->name);
+            err = LURK_ERR_UNSUPPORTED;
+        }
         goto end;
     }
     *out = conn;
@@ -419,15 +455,24 @@ end:
     return err;
 }
 
+/* Closes the connection (if any); the next post makes a new one. */
+static void lurk_conn_drop(LURK_CONN *conn)
+{
+    if (conn->curl != NULL) {
+        curl_easy_cleanup(conn->curl);
+        conn->curl = NULL;
+    }
+    conn->fd = CURL_SOCKET_BAD;
+    conn->live = 0;
+}
+
 void lurk_conn_free(LURK_CONN *conn)
 {
     if (conn == NULL) {
         return;
     }
-    if (conn->curl != NULL) {
-        curl_easy_cleanup(conn->curl);
-    }
-    curl_slist_free_all(conn->headers);
+    lurk_conn_drop(conn);
+    free(conn->req);
     if (conn->buf != NULL) {
         OPENSSL_cleanse(conn->buf, conn->cap);
     }
@@ -438,12 +483,14 @@ void lurk_conn_free(LURK_CONN *conn)
 void lurk_conn_cleanse(LURK_CONN *conn)
 {
     if (conn != NULL && conn->buf != NULL) {
-        OPENSSL_cleanse(conn->buf, conn->len);
-        conn->len = 0;
+        OPENSSL_cleanse(conn->buf, conn->seen);
+        conn->seen = 0;
     }
 }
 
-/* The one place where curl's vocabulary becomes lurk's. */
+/* The one place where curl's vocabulary becomes lurk's.  The reply reader
+ * speaks it too: it reports a lost connection, a timeout or a bad reply with
+ * the curl code that means it and its own text in conn->errbuf. */
 static lurk_err lurk_transport_map(const LURK_CONN *conn, CURLcode rc, int fresh,
                                    char *detail, size_t detaillen)
 {
@@ -489,9 +536,9 @@ static lurk_err lurk_transport_map(const LURK_CONN *conn, CURLcode rc, int fresh
             err = LURK_ERR_TLS;
         } else if (fresh && conn->srv->unix_path[0] == '\0') {
             lurk_why(detail, detaillen,
-                            "%s: connection closed right after the TLS handshake "
-                            "(client certificate refused?): %s",
-                            conn->srv->name, text);
+                     "%s: connection closed right after the TLS handshake "
+                     "(client certificate refused?): %s",
+                     conn->srv->name, text);
             return LURK_ERR_TLS;
         } else {
             err = LURK_ERR_UNREACHABLE; /* another server may answer */
@@ -500,15 +547,9 @@ static lurk_err lurk_transport_map(const LURK_CONN *conn, CURLcode rc, int fresh
     case CURLE_PARTIAL_FILE:
         err = LURK_ERR_UNREACHABLE; /* connection lost: another server may answer */
         break;
-    case CURLE_WRITE_ERROR:
     case CURLE_FILESIZE_EXCEEDED:
-        if (conn->overflow || rc == CURLE_FILESIZE_EXCEEDED) {
-            lurk_why(detail, detaillen, "%s: reply exceeds %zu bytes", conn->srv->name,
-                            conn->max);
-            return LURK_ERR_PROTOCOL;
-        }
-        err = LURK_ERR_NOMEM;
-        break;
+        lurk_why(detail, detaillen, "%s: reply exceeds %zu bytes", conn->srv->name, conn->max);
+        return LURK_ERR_PROTOCOL;
     case CURLE_OUT_OF_MEMORY:
         err = LURK_ERR_NOMEM;
         break;
@@ -524,45 +565,589 @@ static lurk_err lurk_transport_map(const LURK_CONN *conn, CURLcode rc, int fresh
     return err;
 }
 
+/* ------------------------------------------------------------------------ */
+/* One exchange on the connection                                             */
+
+static long lurk_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until the socket is ready for `events` or the deadline passes.
+ * Readiness only says "try again": TLS may consume what arrived. */
+static CURLcode lurk_conn_wait(LURK_CONN *conn, short events, long deadline)
+{
+    struct pollfd pfd;
+    long left;
+    int n;
+
+    for (;;) {
+        left = deadline - lurk_now_ms();
+        if (left <= 0) {
+            snprintf(conn->errbuf, sizeof(conn->errbuf), "%s within %ld ms",
+                     events == POLLIN ? "no reply" : "request not sent", conn->timeout_ms);
+            return CURLE_OPERATION_TIMEDOUT;
+        }
+        pfd.fd = conn->fd;
+        pfd.events = events;
+        pfd.revents = 0;
+        n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int) left);
+        if (n > 0) {
+            return CURLE_OK; /* ready, or an error or hang-up the next call reports */
+        }
+        if (n < 0 && errno != EINTR) {
+            snprintf(conn->errbuf, sizeof(conn->errbuf), "poll: errno %d", errno);
+            return CURLE_RECV_ERROR;
+        }
+    }
+}
+
+/* Connects (TCP or unix socket, TLS with both certificates checked) within
+ * the time left. */
+static CURLcode lurk_conn_connect(LURK_CONN *conn, long deadline)
+{
+    long left = deadline - lurk_now_ms();
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    CURLcode rc = CURLE_OK;
+
+    if (left <= 0) {
+        snprintf(conn->errbuf, sizeof(conn->errbuf), "no time left to reconnect within %ld ms",
+                 conn->timeout_ms);
+        return CURLE_OPERATION_TIMEDOUT;
+    }
+    if (conn->curl == NULL) {
+        rc = lurk_conn_handle(conn); /* a performed handle is never performed again */
+    }
+    conn->errbuf[0] = '\0';
+    if (rc == CURLE_OK) {
+        rc = curl_easy_setopt(conn->curl, CURLOPT_TIMEOUT_MS, left);
+    }
+    if (rc == CURLE_OK) {
+        rc = curl_easy_perform(conn->curl);
+    }
+    if (rc == CURLE_OK) {
+        rc = curl_easy_getinfo(conn->curl, CURLINFO_ACTIVESOCKET, &fd);
+    }
+    if (rc == CURLE_OK && fd == CURL_SOCKET_BAD) {
+        rc = CURLE_COULDNT_CONNECT;
+    }
+    if (rc == CURLE_OK) {
+        conn->fd = fd;
+        conn->live = 1;
+    }
+    return rc;
+}
+
+/* Writes the request (conn->req, `len` bytes) in one curl_easy_send: one TLS
+ * record, one write, unless the socket buffer is full. */
+static CURLcode lurk_conn_send(LURK_CONN *conn, size_t len, long deadline)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        size_t n = 0;
+        CURLcode rc = curl_easy_send(conn->curl, conn->req + off, len - off, &n);
+
+        off += n;
+        if (rc == CURLE_AGAIN) {
+            rc = lurk_conn_wait(conn, POLLOUT, deadline);
+        }
+        if (rc != CURLE_OK) {
+            return rc;
+        }
+    }
+    return CURLE_OK;
+}
+
+/*
+ * The reply reader: HTTP/1.1 (RFC 9112), strict and bounded.  Bytes are read
+ * into conn->buf and decoded in place: the body (de-chunked) grows from the
+ * start of the buffer, the bytes not parsed yet follow it.
+ */
+enum {
+    LURK_HTTP_HEAD,       /* status line and header fields */
+    LURK_HTTP_BODY,       /* `left` bytes of a Content-Length body */
+    LURK_HTTP_CHUNK_LINE, /* chunk-size [chunk-ext] CRLF */
+    LURK_HTTP_CHUNK_DATA, /* `left` bytes of a chunk */
+    LURK_HTTP_CHUNK_END,  /* the CRLF after a chunk */
+    LURK_HTTP_TRAILER,    /* trailer fields up to an empty line */
+    LURK_HTTP_DONE
+};
+
+typedef struct {
+    int state;
+    size_t len;     /* bytes in conn->buf */
+    size_t pos;     /* first byte not parsed yet */
+    size_t body;    /* body bytes decoded at conn->buf[0..body) */
+    size_t left;    /* bytes left in the body or the chunk */
+    size_t trailer; /* bytes of trailer fields so far */
+    long status;
+    int close; /* the server closes after this reply */
+} lurk_http;
+
+/* Fields read from one head. */
+typedef struct {
+    int has_length;
+    unsigned long long length;
+    int chunked;
+    int close;
+} lurk_http_fields;
+
+/* A malformed reply: the reason goes to conn->errbuf. */
+static int lurk_http_bad(LURK_CONN *conn, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int lurk_http_bad(LURK_CONN *conn, const char *fmt, ...)
+{
+    size_t n;
+    va_list ap;
+
+    n = (size_t) snprintf(conn->errbuf, sizeof(conn->errbuf), "malformed HTTP reply: ");
+    va_start(ap, fmt);
+    vsnprintf(conn->errbuf + n, sizeof(conn->errbuf) - n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* tchar of RFC 9110 section 5.6.2. */
+static int lurk_http_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Field values and reason phrases: no control characters but HTAB. */
+static int lurk_http_text(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char) s[i];
+
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Whether the comma-separated list `v` holds the token `tok`. */
+static int lurk_http_has_token(const char *v, size_t n, const char *tok)
+{
+    size_t tl = strlen(tok);
+    size_t i = 0;
+
+    while (i < n) {
+        size_t s, e;
+
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) {
+            i++;
+        }
+        s = i;
+        while (i < n && v[i] != ',') {
+            i++;
+        }
+        e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t')) {
+            e--;
+        }
+        if (e - s == tl && strncasecmp(v + s, tok, tl) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* One "name: value" line (no CRLF); `f` NULL for a trailer, whose fields are
+ * checked and ignored. */
+static int lurk_http_field(LURK_CONN *conn, const char *line, size_t n, lurk_http_fields *f)
+{
+    size_t name = 0;
+    const char *v;
+    size_t vn;
+
+    while (name < n && lurk_http_tchar((unsigned char) line[name])) {
+        name++;
+    }
+    if (name == 0 || name == n || line[name] != ':') {
+        return lurk_http_bad(conn, "bad header line \"%.*s\"", (int) (n > 40 ? 40 : n), line);
+    }
+    v = line + name + 1;
+    vn = n - name - 1;
+    while (vn > 0 && (v[0] == ' ' || v[0] == '\t')) {
+        v++;
+        vn--;
+    }
+    while (vn > 0 && (v[vn - 1] == ' ' || v[vn - 1] == '\t')) {
+        vn--;
+    }
+    if (!lurk_http_text(v, vn)) {
+        return lurk_http_bad(conn, "control character in %.*s", (int) name, line);
+    }
+    if (f == NULL) {
+        return 0;
+    }
+    if (name == 14 && strncasecmp(line, "Content-Length", 14) == 0) {
+        unsigned long long len = 0; /* 19 digits fit */
+
+        if (vn == 0 || vn > 19) {
+            return lurk_http_bad(conn, "bad Content-Length");
+        }
+        for (size_t i = 0; i < vn; i++) {
+            if (v[i] < '0' || v[i] > '9') {
+                return lurk_http_bad(conn, "bad Content-Length");
+            }
+            len = len * 10 + (unsigned long long) (v[i] - '0');
+        }
+        if (f->has_length && f->length != len) {
+            return lurk_http_bad(conn, "conflicting Content-Length fields");
+        }
+        f->has_length = 1;
+        f->length = len;
+    } else if (name == 17 && strncasecmp(line, "Transfer-Encoding", 17) == 0) {
+        if (f->chunked || vn != 7 || strncasecmp(v, "chunked", 7) != 0) {
+            return lurk_http_bad(conn, "unsupported Transfer-Encoding \"%.*s\"",
+                                 (int) (vn > 40 ? 40 : vn), v);
+        }
+        f->chunked = 1;
+    } else if (name == 10 && strncasecmp(line, "Connection", 10) == 0) {
+        f->close |= lurk_http_has_token(v, vn, "close");
+    }
+    return 0;
+}
+
+/* The head at conn->buf[h->pos..end) (end: after the empty line).  Sets up
+ * the body, or skips an interim (1xx) reply. */
+static int lurk_http_head(LURK_CONN *conn, lurk_http *h, size_t end)
+{
+    const char *p = conn->buf + h->pos;
+    const char *stop = conn->buf + end - 2; /* the empty line's CRLF */
+    lurk_http_fields f;
+    const char *eol;
+    long status;
+    int http10;
+
+    memset(&f, 0, sizeof(f));
+    eol = memmem(p, (size_t) (stop + 2 - p), "\r\n", 2);
+    if (eol - p < 12 || (memcmp(p, "HTTP/1.1 ", 9) != 0 && memcmp(p, "HTTP/1.0 ", 9) != 0)
+        || p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9'
+        || (eol - p > 12 && p[12] != ' ') || !lurk_http_text(p + 12, (size_t) (eol - p - 12))) {
+        return lurk_http_bad(conn, "bad status line \"%.*s\"", (int) (eol - p > 40 ? 40 : eol - p),
+                             p);
+    }
+    http10 = p[7] == '0';
+    status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    for (p = eol + 2; p < stop; p = eol + 2) {
+        eol = memmem(p, (size_t) (stop + 2 - p), "\r\n", 2);
+        if (memchr(p, '\n', (size_t) (eol - p)) != NULL
+            || memchr(p, '\r', (size_t) (eol - p)) != NULL) {
+            return lurk_http_bad(conn, "bare CR or LF in the header");
+        }
+        if (lurk_http_field(conn, p, (size_t) (eol - p), &f) != 0) {
+            return -1;
+        }
+    }
+    h->pos = end;
+    if (status < 200) {
+        if (status == 101) {
+            return lurk_http_bad(conn, "unexpected 101 Switching Protocols");
+        }
+        return 0; /* interim: the real reply follows */
+    }
+    h->status = status;
+    h->close = http10 || f.close;
+    if (f.chunked && f.has_length) {
+        return lurk_http_bad(conn, "both Content-Length and Transfer-Encoding");
+    }
+    if (status == 204 || status == 304) {
+        h->state = LURK_HTTP_DONE;
+    } else if (f.chunked) {
+        h->state = LURK_HTTP_CHUNK_LINE;
+    } else if (!f.has_length) {
+        return lurk_http_bad(conn, "no Content-Length");
+    } else if (f.length > conn->max) {
+        return -2;
+    } else {
+        h->left = (size_t) f.length;
+        h->state = f.length > 0 ? LURK_HTTP_BODY : LURK_HTTP_DONE;
+    }
+    return 0;
+}
+
+static int lurk_http_hex(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+        return (c | 0x20) - 'a' + 10;
+    }
+    return -1;
+}
+
+/* chunk-size [chunk-ext] at conn->buf[h->pos..eol). */
+static int lurk_http_chunk_line(LURK_CONN *conn, lurk_http *h, const char *eol)
+{
+    const char *p = conn->buf + h->pos;
+    size_t room = conn->max - h->body;
+    size_t size = 0;
+    size_t digits = 0;
+
+    for (; p < eol && lurk_http_hex(*p) >= 0; p++, digits++) {
+        if (size > room / 16) {
+            return -2; /* over the limit with this digit: stop before overflowing */
+        }
+        size = size * 16 + (size_t) lurk_http_hex(*p);
+    }
+    if (digits == 0 || (p < eol && *p != ';' && *p != ' ' && *p != '\t')
+        || !lurk_http_text(p, (size_t) (eol - p))) {
+        return lurk_http_bad(conn, "bad chunk size line");
+    }
+    if (size > room) {
+        return -2;
+    }
+    h->pos = (size_t) (eol - conn->buf) + 2;
+    h->left = size;
+    h->state = size > 0 ? LURK_HTTP_CHUNK_DATA : LURK_HTTP_TRAILER;
+    return 0;
+}
+
+/* Parses what conn->buf holds: 1 when the reply is complete, 0 when more is
+ * needed, -1 malformed (reason in conn->errbuf), -2 over max_response. */
+static int lurk_http_parse(LURK_CONN *conn, lurk_http *h)
+{
+    char *buf = conn->buf;
+    int rc = 0;
+
+    while (rc == 0 && h->state != LURK_HTTP_DONE) {
+        size_t avail = h->len - h->pos;
+        const char *at = buf + h->pos;
+        const char *eol;
+
+        switch (h->state) {
+        case LURK_HTTP_HEAD:
+            eol =
+                memmem(at, avail < LURK_HTTP_HEAD_MAX ? avail : LURK_HTTP_HEAD_MAX, "\r\n\r\n", 4);
+            if (eol == NULL) {
+                if (avail >= LURK_HTTP_HEAD_MAX) {
+                    return lurk_http_bad(conn, "header block over %d bytes", LURK_HTTP_HEAD_MAX);
+                }
+                return 0;
+            }
+            rc = lurk_http_head(conn, h, (size_t) (eol - buf) + 4);
+            break;
+        case LURK_HTTP_BODY:
+        case LURK_HTTP_CHUNK_DATA: {
+            size_t n = avail < h->left ? avail : h->left;
+
+            if (n == 0) {
+                return 0;
+            }
+            memmove(buf + h->body, at, n);
+            h->body += n;
+            h->pos += n;
+            h->left -= n;
+            if (h->left == 0) {
+                h->state = h->state == LURK_HTTP_BODY ? LURK_HTTP_DONE : LURK_HTTP_CHUNK_END;
+            }
+            break;
+        }
+        case LURK_HTTP_CHUNK_END:
+            if (avail < 2) {
+                return 0;
+            }
+            if (at[0] != '\r' || at[1] != '\n') {
+                return lurk_http_bad(conn, "chunk data not followed by CRLF");
+            }
+            h->pos += 2;
+            h->state = LURK_HTTP_CHUNK_LINE;
+            break;
+        case LURK_HTTP_CHUNK_LINE:
+        case LURK_HTTP_TRAILER: {
+            /* A chunk line, or the trailer section in all, within one head's size. */
+            size_t limit = LURK_HTTP_HEAD_MAX - h->trailer;
+
+            eol = memmem(at, avail < limit ? avail : limit, "\r\n", 2);
+            if (eol == NULL) {
+                if (avail >= limit) {
+                    return lurk_http_bad(conn, "%s over %d bytes",
+                                         h->state == LURK_HTTP_TRAILER ? "trailer"
+                                                                       : "chunk size line",
+                                         LURK_HTTP_HEAD_MAX);
+                }
+                return 0;
+            }
+            if (h->state == LURK_HTTP_CHUNK_LINE) {
+                rc = lurk_http_chunk_line(conn, h, eol);
+            } else if (eol == at) {
+                h->pos += 2;
+                h->state = LURK_HTTP_DONE;
+            } else {
+                rc = lurk_http_field(conn, at, (size_t) (eol - at), NULL);
+                h->trailer += (size_t) (eol - at) + 2;
+                h->pos += (size_t) (eol - at) + 2;
+            }
+            break;
+        }
+        }
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    if (h->pos != h->len) {
+        return lurk_http_bad(conn, "%zu bytes after the reply", h->len - h->pos);
+    }
+    return 1;
+}
+
+/* Room to read into: moves the unparsed bytes down to the body, then grows
+ * the buffer, wiping the old one.  Bounded by the body limit plus one head. */
+static CURLcode lurk_conn_room(LURK_CONN *conn, lurk_http *h)
+{
+    size_t limit = conn->max + LURK_HTTP_HEAD_MAX + 1;
+    size_t cap;
+    char *nb;
+
+    if (h->pos > h->body) {
+        memmove(conn->buf + h->body, conn->buf + h->pos, h->len - h->pos);
+        h->len -= h->pos - h->body;
+        h->pos = h->body;
+    }
+    if (h->len + 1 < conn->cap) {
+        return CURLE_OK;
+    }
+    cap = conn->cap * 2 < limit ? conn->cap * 2 : limit;
+    if (cap <= h->len + 1) {
+        return CURLE_FILESIZE_EXCEEDED;
+    }
+    nb = malloc(cap);
+    if (nb == NULL) {
+        snprintf(conn->errbuf, sizeof(conn->errbuf), "no memory for the reply");
+        return CURLE_OUT_OF_MEMORY;
+    }
+    memcpy(nb, conn->buf, h->len);
+    OPENSSL_cleanse(conn->buf, conn->seen);
+    free(conn->buf);
+    conn->buf = nb;
+    conn->cap = cap;
+    conn->seen = h->len;
+    return CURLE_OK;
+}
+
+/* Sends the request and reads the reply into `h`.  *got: some reply bytes
+ * arrived (a connection that fails before that may just have been closed
+ * by the server while idle). */
+static CURLcode lurk_conn_exchange(LURK_CONN *conn, size_t len, long deadline, lurk_http *h,
+                                   int *got)
+{
+    CURLcode rc;
+    int done = 0;
+
+    memset(h, 0, sizeof(*h));
+    *got = 0;
+    conn->errbuf[0] = '\0';
+    rc = lurk_conn_send(conn, len, deadline);
+    while (rc == CURLE_OK && !done) {
+        size_t n = 0;
+
+        rc = lurk_conn_room(conn, h);
+        if (rc != CURLE_OK) {
+            break;
+        }
+        /* Read whenever curl may have something: TLS can hold decrypted
+         * bytes the socket no longer shows.  Poll only after CURLE_AGAIN. */
+        rc = curl_easy_recv(conn->curl, conn->buf + h->len, conn->cap - 1 - h->len, &n);
+        if (rc == CURLE_AGAIN) {
+            rc = lurk_conn_wait(conn, POLLIN, deadline);
+            continue;
+        }
+        if (rc != CURLE_OK) {
+            break;
+        }
+        if (n == 0) {
+            snprintf(conn->errbuf, sizeof(conn->errbuf), "connection closed %s",
+                     *got ? "in the middle of the reply" : "without a reply");
+            rc = *got ? CURLE_PARTIAL_FILE : CURLE_GOT_NOTHING;
+            break;
+        }
+        *got = 1;
+        h->len += n;
+        if (h->len > conn->seen) {
+            conn->seen = h->len;
+        }
+        switch (lurk_http_parse(conn, h)) {
+        case 1:
+            done = 1;
+            break;
+        case 0:
+            break;
+        case -2:
+            rc = CURLE_FILESIZE_EXCEEDED;
+            break;
+        default:
+            rc = CURLE_WEIRD_SERVER_REPLY;
+            break;
+        }
+    }
+    return rc;
+}
+
 lurk_err lurk_conn_post(LURK_CONN *conn, const char *body, size_t len, long timeout_ms,
                         lurk_transport_reply *reply, char *detail, size_t detaillen)
 {
-    CURL *curl = conn->curl;
+    lurk_http h;
+    size_t need, n;
+    long deadline;
     CURLcode rc;
-    long status = 0;
+    lurk_err err;
+    int fresh, got;
 
     memset(reply, 0, sizeof(*reply));
-    conn->len = 0;
-    conn->overflow = 0;
-    conn->errbuf[0] = '\0';
-    conn->buf[0] = '\0';
-    if (timeout_ms <= 0) {
-        timeout_ms = 1;
-    }
-    rc = curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    if (rc == CURLE_OK) {
-        rc = curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-    }
-    if (rc == CURLE_OK) {
-        rc = curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-    }
-    if (rc == CURLE_OK) {
-        rc = curl_easy_perform(curl);
-    }
-    /* Never keep a pointer to the caller's body beyond this call. */
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, NULL);
-    if (rc != CURLE_OK) {
-        long connects = 0;
+    conn->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+    deadline = lurk_now_ms() + conn->timeout_ms;
 
-        curl_easy_getinfo(curl, CURLINFO_NUM_CONNECTS, &connects);
-        return lurk_transport_map(conn, rc, connects > 0, detail, detaillen);
+    need = conn->head_len + 24 + len; /* Content-Length digits, CRLF CRLF */
+    if (need > conn->req_cap) {
+        char *nr = realloc(conn->req, need);
+
+        if (nr == NULL) {
+            lurk_why(detail, detaillen, "%s: no memory for the request", conn->srv->name);
+            return LURK_ERR_NOMEM;
+        }
+        conn->req = nr;
+        conn->req_cap = need;
     }
-    if (curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status == 0) {
-        lurk_why(detail, detaillen, "%s: no HTTP status", conn->srv->name);
-        return LURK_ERR_PROTOCOL;
+    n = conn->head_len;
+    n += (size_t) snprintf(conn->req + n, conn->req_cap - n, "%zu\r\n\r\n", len);
+    memcpy(conn->req + n, body, len);
+    n += len;
+
+    for (;;) {
+        fresh = !conn->live;
+        rc = fresh ? lurk_conn_connect(conn, deadline) : CURLE_OK;
+        if (rc == CURLE_OK) {
+            rc = lurk_conn_exchange(conn, n, deadline, &h, &got);
+        }
+        /* A kept-alive connection the server closed meanwhile (idle timeout,
+         * restart) fails before any reply byte: resend once on a new one. */
+        if (rc == CURLE_OK || fresh || got
+            || (rc != CURLE_SEND_ERROR && rc != CURLE_RECV_ERROR && rc != CURLE_GOT_NOTHING)) {
+            break;
+        }
+        lurk_conn_drop(conn);
     }
-    reply->http_status = status;
+    if (rc != CURLE_OK) {
+        err = lurk_transport_map(conn, rc, fresh, detail, detaillen);
+        lurk_conn_drop(conn);
+        return err;
+    }
+    if (h.close) {
+        lurk_conn_drop(conn);
+    }
+    conn->buf[h.body] = '\0';
+    reply->http_status = h.status;
     reply->body = conn->buf;
-    reply->body_len = conn->len;
+    reply->body_len = h.body;
     return LURK_OK;
 }
