@@ -584,7 +584,15 @@ static lurk_err lurk_client_call(LURK_CLIENT *c, lurk_request *req, lurk_respons
         if (secret) {
             lurk_conn_cleanse(pc.conn);
         }
-        lurk_pool_put(c, s, &pc);
+        if (err == LURK_ERR_PROTOCOL) {
+            /* not an answer to this request (another id, another
+             * transaction, not LURK): the connection is out of step */
+            if (pc.gen == lurk_fork_gen) {
+                lurk_conn_free(pc.conn);
+            }
+        } else {
+            lurk_pool_put(c, s, &pc);
+        }
         if (!lurk_moves_on(err)) {
             break;
         }

@@ -1060,6 +1060,11 @@ static CURLcode lurk_conn_exchange(LURK_CONN *conn, size_t len, long deadline, l
         rc = curl_easy_recv(conn->curl, conn->buf + h->len, conn->cap - 1 - h->len, &n);
         if (rc == CURLE_AGAIN) {
             rc = lurk_conn_wait(conn, POLLIN, deadline);
+            if (rc == CURLE_OPERATION_TIMEDOUT && *got) {
+                snprintf(conn->errbuf, sizeof(conn->errbuf),
+                         "reply incomplete after %ld ms (%zu bytes received)", conn->timeout_ms,
+                         h->len);
+            }
             continue;
         }
         if (rc != CURLE_OK) {
