@@ -318,7 +318,10 @@ static void *load_thread(void *p)
         size_t sl = sizeof(sig);
         lurk_detail d;
 
-        if (remote_sign(a->c, a->op, a->in, a->in_len, sig, &sl, &d) != LURK_OK) {
+        lurk_err e = a->op != NULL ? remote_sign(a->c, a->op, a->in, a->in_len, sig, &sl, &d)
+                                   : lurk_client_ping(a->c, &d);
+
+        if (e != LURK_OK) {
             a->failed++;
         }
     }
@@ -346,6 +349,8 @@ static double local_cpu_per_op(const bench_op *op, long n)
     return (t1 - t0) / 1e9 / (double)n;
 }
 
+/* One row of the load table; op NULL: Ping, the cost of a request with no
+ * key operation (its "overhead" is the whole of its server CPU). */
 static void load(LURK_CLIENT *c, const bench_op *op, int threads, long ops, long server_pid)
 {
     pthread_t tid[64];
@@ -389,9 +394,10 @@ static void load(LURK_CLIENT *c, const bench_op *op, int threads, long ops, long
         tick1 = proc_cpu_ticks(server_pid);
         sch1 = proc_cpu_sched(server_pid);
     }
-    raw = local_cpu_per_op(op, ops < 2000 ? ops : 2000);
+    raw = op != NULL ? local_cpu_per_op(op, ops < 2000 ? ops : 2000) : 0;
 
-    printf("%-14s | %7d | %8ld | %6ld | %9.0f |", op->label, threads, total, failed,
+    printf("%-14s | %7d | %8ld | %6ld | %9.0f |", op != NULL ? op->label : "Ping", threads,
+           total, failed,
            (double)total / ((w1 - w0) / 1e9));
     if (server_pid > 0 && tick0 >= 0 && tick1 >= 0) {
         double per_tick = (tick1 - tick0) / (double)total * 1e6;
@@ -428,13 +434,14 @@ static const char usage[] =
     "usage: bench_client [--conf OPENSSL_CNF] [--server URL --ca F --cert F --key F]\n"
     "                    --rsa-key KEYID --rsa-pem FILE --ec-key KEYID --ec-pem FILE\n"
     "                    [--iterations N] [--seconds S] [--threads T] [--ops M]\n"
-    "                    [--server-pid PID]\n"
+    "                    [--server-pid PID] [--ping-only]\n"
     "  --rsa-key/--rsa-pem   an RSA-2048 key on the server and its private PEM (local baseline)\n"
     "  --ec-key/--ec-pem     a P-256 key on the server and its private PEM\n"
     "  --iterations N        latency samples per operation (default 2000)\n"
     "  --seconds S           at most S seconds per latency run (default 20)\n"
     "  --threads T --ops M   load phase: T threads x M signs (default 4 x 2000)\n"
     "  --server-pid PID      the key server, for its CPU time per operation\n"
+    "  --ping-only           only the Ping rows (no keys needed): a server's floor\n"
     "Config defaults to the lurk section of $OPENSSL_CONF.\n";
 
 int main(int argc, char **argv)
@@ -454,6 +461,7 @@ int main(int argc, char **argv)
         { "threads", required_argument, NULL, 'T' },
         { "ops", required_argument, NULL, 'm' },
         { "server-pid", required_argument, NULL, 'p' },
+        { "ping-only", no_argument, NULL, 'P' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -470,6 +478,7 @@ int main(int argc, char **argv)
     long iters = 2000, threads = 4, load_ops = 2000, server_pid = 0;
     double seconds = 20;
     int opt;
+    int ping_only = 0;
 
     OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
     memset(&cfg, 0, sizeof(cfg));
@@ -493,12 +502,14 @@ int main(int argc, char **argv)
         case 'T': threads = strtol(optarg, NULL, 10); break;
         case 'm': load_ops = strtol(optarg, NULL, 10); break;
         case 'p': server_pid = strtol(optarg, NULL, 10); break;
+        case 'P': ping_only = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
-    if (ops[0].key_id == NULL || ops[0].pem == NULL || ops[1].key_id == NULL
-        || ops[1].pem == NULL || iters < 1 || threads < 1 || threads > 64 || load_ops < 1
+    if ((!ping_only && (ops[0].key_id == NULL || ops[0].pem == NULL || ops[1].key_id == NULL
+                        || ops[1].pem == NULL))
+        || iters < 1 || threads < 1 || threads > 64 || load_ops < 1
         || seconds <= 0) {
         fputs(usage, stderr);
         return 2;
@@ -530,21 +541,27 @@ int main(int argc, char **argv)
     if (err != LURK_OK) {
         die("%s: %s", lurk_err_str(err), d.msg);
     }
-    for (int i = 0; i < 2; i++) {
-        ops[i].pkey = read_pem(ops[i].pem);
-    }
+    if (!ping_only) {
+        for (int i = 0; i < 2; i++) {
+            ops[i].pkey = read_pem(ops[i].pem);
+        }
 
-    printf("latency: %ld sequential signs per operation (at most %.0f s), one connection, "
-           "times in microseconds\n", iters, seconds);
-    printf("%-14s | %9s | %9s | %10s | %10s | %9s | %10s\n", "operation", "local p50",
-           "local p99", "remote p50", "remote p99", "delta p50", "client CPU");
-    for (int i = 0; i < 2; i++) {
-        latency_result r;
+        printf("latency: %ld sequential signs per operation (at most %.0f s), one connection, "
+               "times in microseconds\n", iters, seconds);
+        printf("%-14s | %9s | %9s | %10s | %10s | %9s | %10s\n", "operation", "local p50",
+               "local p99", "remote p50", "remote p99", "delta p50", "client CPU");
+        for (int i = 0; i < 2; i++) {
+            latency_result r;
 
-        latency(c, &ops[i], iters, seconds, &r);
-        printf("%-14s | %9.1f | %9.1f | %10.1f | %10.1f | %9.1f | %10.1f   (n=%zu)\n",
-               ops[i].label, r.local_p50, r.local_p99, r.remote_p50, r.remote_p99,
-               r.remote_p50 - r.local_p50, r.client_cpu, r.n_remote);
+            latency(c, &ops[i], iters, seconds, &r);
+            printf("%-14s | %9.1f | %9.1f | %10.1f | %10.1f | %9.1f | %10.1f   (n=%zu)\n",
+                   ops[i].label, r.local_p50, r.local_p99, r.remote_p50, r.remote_p99,
+                   r.remote_p50 - r.local_p50, r.client_cpu, r.n_remote);
+        }
+    } else {
+        printf("latency: %ld sequential Pings, one connection, times in microseconds\n", iters);
+        printf("%-14s | %9s | %9s | %10s | %10s | %9s | %10s\n", "operation", "local p50",
+               "local p99", "remote p50", "remote p99", "delta p50", "client CPU");
     }
     {
         /* The floor: a Ping (no key operation) on the same connection. */
@@ -565,16 +582,18 @@ int main(int argc, char **argv)
         free(pt);
     }
 
-    printf("\nload: %ld threads x %ld signs on one client; CPU in microseconds per op\n",
+    printf("\nload: %ld threads x %ld requests on one client; CPU in microseconds per op\n",
            threads, load_ops);
     printf("%-14s | %7s | %8s | %6s | %9s | %10s | %11s | %9s | %9s\n", "operation", "threads",
            "ops", "failed", "ops/s", "server CPU", "server(ns)", "raw sign", "overhead");
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; !ping_only && i < 2; i++) {
         load(c, &ops[i], (int)threads, load_ops, server_pid);
     }
+    load(c, NULL, (int)threads, load_ops, server_pid);
     printf("(server CPU: /proc/PID/stat utime+stime, tick resolution; server(ns): sum of the\n"
            " server threads' schedstat run time; raw sign: OpenSSL default provider, this\n"
-           " process, same input; overhead = server(ns) - raw sign)\n");
+           " process, same input; overhead = server(ns) - raw sign; a Ping has no key\n"
+           " operation, so all of its server CPU is overhead)\n");
 
     for (int i = 0; i < 2; i++) {
         EVP_PKEY_free(ops[i].pkey);

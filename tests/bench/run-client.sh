@@ -40,3 +40,27 @@ echo "key server pid $KS_PID on $KS_URL ($(nproc) CPUs here; server threads: 2)"
     --ec-key "$ec" --ec-pem "$work/keys/p256.pem" \
     --server-pid "$KS_PID" "$@"
 ks_stop
+
+# The floor under the key server's cost per request: the same Ping load
+# against tests/bench/floor_server, which only answers (no JSON library, no
+# key, no audit), on lurk-keyserver's front (libevent evhttp over OpenSSL
+# bufferevents) and on bare epoll + OpenSSL.
+echo
+echo "floor: the same Ping load against tests/bench/floor_server (2 threads), which only answers"
+for mode in evhttp raw; do
+    rm -f "$work/floor.port"
+    "$build/tests/bench/floor_server" "$mode" "$work" "$work/floor.port" 2 &
+    fpid=$!
+    KS_ALL_PIDS+=("$fpid") # stopped on exit like the key server
+    for ((i = 0; i < 100; i++)); do
+        [ -s "$work/floor.port" ] && break
+        sleep 0.05
+    done
+    [ -s "$work/floor.port" ] || { echo "floor_server $mode did not start" >&2; exit 1; }
+    "$bench" --ping-only --server "https://127.0.0.1:$(cat "$work/floor.port")" \
+        --ca "$work/ca.crt" --cert "$work/client.crt" --key "$work/client.key" \
+        --server-pid "$fpid" "$@" |
+        sed -n "s/^Ping           \(| *[0-9]* | *[0-9]* |\)/$(printf '%-14s' "floor $mode") \1/p"
+    kill "$fpid"
+    wait "$fpid" 2>/dev/null || true
+done
