@@ -193,10 +193,28 @@ lurk_err lurk_proto_decode_request(const char *json, size_t len, lurk_request *o
 lurk_err lurk_proto_encode_response(const lurk_response *resp, char **json, size_t *len);
 /* `expected` = LURK_TX__COUNT accepts the response of any transaction.
  * Encoders return LURK_ERR_INVALID_ARG for a struct that breaks a rule the
- * decoder enforces (LURK_ERR_TOO_LARGE for a size limit); *json may hold a
+ * decoder enforces (LURK_ERR_TOO_LARGE for a size limit), a
+ * StatusDescription that is not UTF-8 included; *json may hold a
  * premaster (DecryptResponse): cleanse it before free() where that matters. */
 lurk_err lurk_proto_decode_response(const char *json, size_t len, lurk_tx expected,
                                     lurk_response *out, char *why, size_t whylen);
+
+/*
+ * The encoders' JSON string writer, shared with the key server's audit log
+ * so that JSON escaping exists once.  Writes s[0..len) as a string literal,
+ * quotes included, into out, which has room for
+ * LURK_PROTO_JSON_STRING_MAX(len) bytes, and returns the bytes written (no
+ * NUL).  The escapes are json_dumps' (without JSON_ENSURE_ASCII): \" \\ \b
+ * \f \n \r \t, other control characters as \u00XX (upper-case hex);
+ * everything else, valid UTF-8 included, is copied.  A string that is not
+ * UTF-8 (RFC 3629) is not written: 0 is returned.  With
+ * LURK_PROTO_JSON_ASCII, every byte outside printable ASCII is written as
+ * '?' instead and nothing is refused (the audit log's fallback for bytes
+ * that are not UTF-8).
+ */
+#define LURK_PROTO_JSON_ASCII 1u
+#define LURK_PROTO_JSON_STRING_MAX(len) (6 * (size_t)(len) + 2)
+size_t lurk_proto_json_string(char *out, const char *s, size_t len, unsigned flags);
 
 #ifdef __cplusplus
 }

@@ -10,8 +10,16 @@
  * Encoders check the structure with the same rules, so what they write is
  * what the decoders accept.
  *
+ * Decoding is jansson's job (strict parsing is what it is good at);
+ * encoding is a small writer of this file (JSON writing below), because
+ * building a jansson tree and dumping it cost more per request than the
+ * whole HTTP exchange.  The writer's output is byte for byte what
+ * json_dumps(JSON_COMPACT) wrote, so the wire did not change; its string
+ * escaper, lurk_proto_json_string, also writes the key server's audit log.
+ *
  * Payloads may be TLS premasters: binary buffers are cleansed when freed,
- * and so are the JSON strings that carried them.
+ * and so are the JSON strings that carried them, including the writer's
+ * buffers left behind when it grows.
  */
 #include "lurk_proto.h"
 
@@ -215,16 +223,47 @@ lurk_dec_mode lurk_dec_mode_from_name(const char *name)
 static void message_name(lurk_tx tx, const char *suffix, char *out, size_t outlen)
 {
     const char *base = lurk_tx_name(tx);
+    size_t b = 0;
+    size_t s = 0;
 
-    snprintf(out, outlen, "%s%s", base != NULL ? base : "Lurk", suffix);
+    /* what snprintf("%s%s") wrote, without its cost on every message */
+    if (base == NULL) {
+        base = "Lurk";
+    }
+    b = strnlen(base, outlen - 1);
+    memcpy(out, base, b);
+    s = strnlen(suffix, outlen - 1 - b);
+    memcpy(out + b, suffix, s);
+    out[b + s] = '\0';
 }
 
 /* ------------------------------------------------------ value syntax */
 
+/* [A-Za-z0-9_-], by table: ids are checked on every encode and decode. */
+/* clang-format off */
+static const unsigned char token_chars[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+/* clang-format on */
+
 static int is_token_char(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-           || c == '-' || c == '_';
+    return token_chars[c];
 }
 
 /* 1..max chars of [A-Za-z0-9_-]: RequestId and KeyId. */
@@ -257,8 +296,8 @@ static int valid_policy(const char *s, size_t len)
     return 1;
 }
 
-/* StatusDescription: UTF-8 (jansson checks that), no control characters:
- * it ends up in logs. */
+/* StatusDescription: UTF-8 (jansson checks that when decoding, the writer
+ * when encoding), no control characters: it ends up in logs. */
 static int valid_description(const char *s, size_t len)
 {
     if (len > LURK_DESCRIPTION_MAX) {
@@ -1008,85 +1047,386 @@ end:
     return ret;
 }
 
-/* ------------------------------------------------------ JSON building */
+/* ------------------------------------------------------ JSON writing */
 
 /*
- * Member names are this file's ASCII constants, so the setters skip
- * jansson's UTF-8 check of the key (the _nocheck variants); values other
- * than base64url (ASCII by construction) are still checked.
+ * Messages are written here by hand rather than built as a jansson tree
+ * and dumped: json_dumps cost more per SignRequest than the whole HTTP
+ * exchange (a circular-reference check per object, a buffer that reallocs
+ * as it grows, UTF-8 iteration per character), and a remote sign has a
+ * latency budget of a few microseconds.  What is written is exactly what
+ * json_dumps(JSON_COMPACT) wrote for the same tree: members in the order
+ * of the code (the order of PROTOCOL.md), no whitespace, the same escapes;
+ * test_proto.c compares the two byte for byte.
  */
-static int set_str(json_t *obj, const char *member, const char *value)
-{
-    return json_object_set_new_nocheck(obj, member, json_string(value)) == 0;
-}
 
-static int set_int(json_t *obj, const char *member, long long value)
+/* Length of the valid UTF-8 sequence at s (n > 0 bytes available): RFC
+ * 3629, no overlongs, no surrogates, nothing above U+10FFFF (jansson's
+ * rule); 0 when invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
 {
-    return json_object_set_new_nocheck(obj, member, json_integer(value)) == 0;
-}
+    unsigned c = s[0];
+    unsigned cp = 0;
+    size_t len = 0;
 
-static int set_bin(json_t *obj, const char *member, const lurk_buf *b)
-{
-    size_t n = lurk_b64url_encoded_len(b->len) + 1;
-    char *text = malloc(n);
-    int ok = 0;
-
-    if (text == NULL) {
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
         return 0;
     }
-    if (lurk_b64url_encode(b->data, b->len, text, n) == LURK_OK) {
-        ok = json_object_set_new_nocheck(obj, member, json_stringn_nocheck(text, n - 1)) == 0;
+    if (len > n) {
+        return 0;
     }
-    OPENSSL_clear_free(text, n);
-    return ok;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))
+        || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+    return len;
 }
 
-/* Serialises {"<name>": body} (stealing body), enforcing the size limit. */
-static lurk_err finish_message(const char *name, json_t *body, char **json, size_t *len)
+/* Bytes a JSON string holds as they are: printable ASCII but '"' and '\\'. */
+/* clang-format off */
+static const unsigned char json_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+/* clang-format on */
+
+size_t lurk_proto_json_string(char *out, const char *s, size_t len, unsigned flags)
 {
-    lurk_err ret = LURK_ERR_NOMEM;
-    json_t *root = json_object();
-    char *text = NULL;
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)s;
+    const int ascii = (flags & LURK_PROTO_JSON_ASCII) != 0;
+    size_t o = 0;
+    size_t i = 0;
+
+    if (out == NULL || (s == NULL && len > 0)) {
+        return 0;
+    }
+    out[o++] = '"';
+    for (;;) {
+        unsigned char c;
+        size_t run = i;
+
+        while (run < len && json_plain[p[run]]) {
+            run++;
+        }
+        memcpy(out + o, s + i, run - i);
+        o += run - i;
+        i = run;
+        if (i == len) {
+            break;
+        }
+        c = p[i];
+        if (ascii && (c < 0x20 || c >= 0x7f)) {
+            out[o++] = '?';
+            i++;
+            continue;
+        }
+        if (c >= 0x7f) {
+            size_t n = utf8_seq(p + i, len - i);
+
+            if (n == 0) {
+                return 0;
+            }
+            memcpy(out + o, p + i, n);
+            o += n;
+            i += n;
+            continue;
+        }
+        out[o++] = '\\';
+        switch (c) {
+        case '"': out[o++] = '"'; break;
+        case '\\': out[o++] = '\\'; break;
+        case '\b': out[o++] = 'b'; break;
+        case '\f': out[o++] = 'f'; break;
+        case '\n': out[o++] = 'n'; break;
+        case '\r': out[o++] = 'r'; break;
+        case '\t': out[o++] = 't'; break;
+        default:
+            memcpy(out + o, "u00", 3);
+            out[o + 3] = hex[c >> 4];
+            out[o + 4] = hex[c & 0x0f];
+            o += 5;
+            break;
+        }
+        i++;
+    }
+    out[o++] = '"';
+    return o;
+}
+
+/*
+ * The writer: one malloc'd buffer (the caller free()s the result), grown by
+ * doubling.  A string is reserved at its worst case (6 bytes a byte) before
+ * its escaped size is known, hence the slack above LURK_MAX_MESSAGE; the
+ * limit itself is checked on the finished message.  The first failure
+ * sticks and makes every later write a no-op, so encoders check once.
+ */
+#ifndef JW_START
+#define JW_START 1024 /* a SignRequest fits; -DJW_START=4 exercises growth */
+#endif
+#define JW_CAP_MAX (LURK_MAX_MESSAGE + 2048)
+
+typedef struct {
+    char *p;      /* may hold a premaster (DecryptResponse) */
+    size_t len;
+    size_t cap;
+    lurk_err err;
+    int comma;    /* a value was written: the next member or item needs ',' */
+} lurk_jw;
+
+/* `payload`: bytes expected beyond the small members (binaries, text). */
+static void jw_init(lurk_jw *w, size_t payload)
+{
+    w->len = 0;
+    w->comma = 0;
+    w->err = LURK_OK;
+    w->cap = payload < JW_CAP_MAX - JW_START ? JW_START + payload : JW_CAP_MAX;
+    w->p = malloc(w->cap);
+    if (w->p == NULL) {
+        w->cap = 0;
+        w->err = LURK_ERR_NOMEM;
+    }
+}
+
+/* Grows the buffer for n more bytes and the final NUL: copies to a new
+ * buffer and cleanses the old one, since realloc could leave a premaster in
+ * freed memory. */
+static int jw_grow(lurk_jw *w, size_t n)
+{
+    size_t cap = w->cap;
+    char *p = NULL;
+
+    if (w->err != LURK_OK) {
+        return 0;
+    }
+    if (n >= JW_CAP_MAX - w->len) {
+        w->err = LURK_ERR_TOO_LARGE;
+        return 0;
+    }
+    while (cap < w->len + n + 1) {
+        cap *= 2;
+    }
+    if (cap > JW_CAP_MAX) {
+        cap = JW_CAP_MAX;
+    }
+    p = malloc(cap);
+    if (p == NULL) {
+        w->err = LURK_ERR_NOMEM;
+        return 0;
+    }
+    memcpy(p, w->p, w->len);
+    OPENSSL_cleanse(w->p, w->len);
+    free(w->p);
+    w->p = p;
+    w->cap = cap;
+    return 1;
+}
+
+/* Room for n more bytes and the final NUL (a failed writer has none). */
+static inline int jw_room(lurk_jw *w, size_t n)
+{
+    return (n < w->cap - w->len && w->err == LURK_OK) || jw_grow(w, n);
+}
+
+static void jw_raw(lurk_jw *w, const char *s, size_t n)
+{
+    if (jw_room(w, n)) {
+        memcpy(w->p + w->len, s, n);
+        w->len += n;
+    }
+}
+
+static void jw_char(lurk_jw *w, char c)
+{
+    if (jw_room(w, 1)) {
+        w->p[w->len++] = c;
+    }
+}
+
+/* Before a member or an array item. */
+static void jw_sep(lurk_jw *w)
+{
+    if (w->comma) {
+        jw_char(w, ',');
+    }
+}
+
+/* '{' or '[' */
+static void jw_open(lurk_jw *w, char c)
+{
+    jw_sep(w);
+    jw_char(w, c);
+    w->comma = 0;
+}
+
+/* '}' or ']' */
+static void jw_close(lurk_jw *w, char c)
+{
+    jw_char(w, c);
+    w->comma = 1;
+}
+
+/* A string value: refused (LURK_ERR_INVALID_ARG) when it is not UTF-8,
+ * which the decoder (jansson) would refuse too. */
+static void jw_strn(lurk_jw *w, const char *s, size_t len)
+{
     size_t n = 0;
 
-    if (root == NULL || json_object_set_new_nocheck(root, name, body) != 0) {
-        if (root == NULL) {
-            json_decref(body);
-        }
-        goto end;
+    jw_sep(w);
+    if (!jw_room(w, LURK_PROTO_JSON_STRING_MAX(len))) {
+        return;
     }
-    text = json_dumps(root, JSON_COMPACT);
-    if (text == NULL) {
-        goto end;
+    n = lurk_proto_json_string(w->p + w->len, s, len, 0);
+    if (n == 0) {
+        w->err = LURK_ERR_INVALID_ARG;
+        return;
     }
-    n = strlen(text);
-    if (n > LURK_MAX_MESSAGE) {
-        OPENSSL_clear_free(text, n);
-        text = NULL;
-        ret = LURK_ERR_TOO_LARGE;
-        goto end;
-    }
-    *json = text;
-    if (len != NULL) {
-        *len = n;
-    }
-    ret = LURK_OK;
+    w->len += n;
+    w->comma = 1;
+}
 
-end:
-    if (root != NULL) {
-        scrub_root(root);
-        json_decref(root);
+static void jw_str(lurk_jw *w, const char *s)
+{
+    if (s == NULL) {
+        w->err = w->err != LURK_OK ? w->err : LURK_ERR_INVALID_ARG;
+        return;
     }
-    return ret;
+    jw_strn(w, s, strlen(s));
+}
+
+/* A member name: a literal of this file, written as is. */
+static void jw_name_raw(lurk_jw *w, const char *text, size_t n)
+{
+    jw_sep(w);
+    jw_raw(w, text, n);
+    w->comma = 0;
+}
+
+#define JW_NAME(w, member) jw_name_raw((w), "\"" member "\":", sizeof("\"" member "\":") - 1)
+
+/* The envelope's member: "<Tx>Request", "LurkResponse", ... */
+static void jw_key(lurk_jw *w, const char *name)
+{
+    jw_str(w, name);
+    jw_char(w, ':');
+    w->comma = 0;
+}
+
+static void jw_int(lurk_jw *w, long long v)
+{
+    char digits[24];
+    size_t n = sizeof(digits);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        digits[--n] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        digits[--n] = '-';
+    }
+    jw_sep(w);
+    jw_raw(w, digits + n, sizeof(digits) - n);
+    w->comma = 1;
+}
+
+/* Base64url straight from the bytes into the message. */
+static void jw_bin(lurk_jw *w, const lurk_buf *b)
+{
+    size_t n = lurk_b64url_encoded_len(b->len);
+
+    jw_sep(w);
+    if (!jw_room(w, n + 2)) {
+        return;
+    }
+    w->p[w->len] = '"';
+    /* n chars and a NUL, which the closing quote overwrites */
+    if (lurk_b64url_encode(b->data, b->len, w->p + w->len + 1, n + 1) != LURK_OK) {
+        w->err = LURK_ERR_INVALID_ARG;
+        return;
+    }
+    w->p[w->len + 1 + n] = '"';
+    w->len += n + 2;
+    w->comma = 1;
+}
+
+/* What a binary member will add, for jw_init. */
+static size_t bin_room(const lurk_buf *b)
+{
+    return b->data != NULL && b->len <= LURK_MAX_DATA ? lurk_b64url_encoded_len(b->len) + 16
+                                                       : 0;
+}
+
+static void jw_discard(lurk_jw *w)
+{
+    if (w->p != NULL) {
+        OPENSSL_cleanse(w->p, w->cap);
+        free(w->p);
+    }
+    w->p = NULL;
+    w->len = 0;
+    w->cap = 0;
+}
+
+/* Hands the NUL-terminated text to the caller, or fails with the first
+ * error (the buffer cleansed and freed). */
+static lurk_err jw_finish(lurk_jw *w, char **json, size_t *len)
+{
+    lurk_err ret = w->err;
+
+    if (ret == LURK_OK && w->len > LURK_MAX_MESSAGE) {
+        ret = LURK_ERR_TOO_LARGE;
+    }
+    if (ret != LURK_OK) {
+        jw_discard(w);
+        return ret;
+    }
+    w->p[w->len] = '\0'; /* every reservation kept a byte for it */
+    *json = w->p;
+    if (len != NULL) {
+        *len = w->len;
+    }
+    w->p = NULL;
+    return LURK_OK;
 }
 
 lurk_err lurk_proto_encode_request(const lurk_request *req, char **json, size_t *len)
 {
-    lurk_err ret = LURK_ERR_NOMEM;
-    json_t *body = NULL;
-    char name[LURK_MSG_NAME_MAX];
+    lurk_err ret = LURK_OK;
     lurk_dec d;
-    int ok = 1;
+    lurk_jw w;
 
     if (req == NULL || json == NULL) {
         return LURK_ERR_INVALID_ARG;
@@ -1098,73 +1438,82 @@ lurk_err lurk_proto_encode_request(const lurk_request *req, char **json, size_t 
     if (ret != LURK_OK) {
         return ret == LURK_ERR_TOO_LARGE ? ret : LURK_ERR_INVALID_ARG;
     }
-    ret = LURK_ERR_NOMEM;
-    memcpy(name, d.msg, sizeof(name));
-    body = json_object();
-    if (body == NULL) {
-        goto end;
-    }
-    ok = set_str(body, M_REQUEST_ID, req->request_id);
+    jw_init(&w, bin_room(&req->data) + bin_room(&req->digest) + bin_room(&req->label)
+                    + bin_room(&req->ciphertext) + bin_room(&req->peer_key));
+    jw_open(&w, '{');
+    jw_key(&w, d.msg);
+    jw_open(&w, '{');
+    JW_NAME(&w, M_REQUEST_ID);
+    jw_str(&w, req->request_id);
     switch (req->type) {
     case LURK_TX_PUBLIC_KEY:
     case LURK_TX_DISPOSE:
-        ok = ok && set_str(body, M_KEY_ID, req->key_id);
+        JW_NAME(&w, M_KEY_ID);
+        jw_str(&w, req->key_id);
         break;
     case LURK_TX_SIGN:
-        ok = ok && set_str(body, M_KEY_ID, req->key_id);
-        ok = ok && set_str(body, M_ALGORITHM, lurk_sig_alg_name(req->sig_alg));
+        JW_NAME(&w, M_KEY_ID);
+        jw_str(&w, req->key_id);
+        JW_NAME(&w, M_ALGORITHM);
+        jw_str(&w, lurk_sig_alg_name(req->sig_alg));
         if (req->md != LURK_MD_NONE) {
-            ok = ok && set_str(body, M_DIGEST_ALG, lurk_md_name(req->md));
+            JW_NAME(&w, M_DIGEST_ALG);
+            jw_str(&w, lurk_md_name(req->md));
         }
         if (req->salt_len >= 0) {
-            ok = ok && set_int(body, M_SALT_LENGTH, req->salt_len);
+            JW_NAME(&w, M_SALT_LENGTH);
+            jw_int(&w, req->salt_len);
         }
         if (buf_present(&req->data)) {
-            ok = ok && set_bin(body, M_DATA, &req->data);
+            JW_NAME(&w, M_DATA);
+            jw_bin(&w, &req->data);
         }
         if (buf_present(&req->digest)) {
-            ok = ok && set_bin(body, M_DIGEST, &req->digest);
+            JW_NAME(&w, M_DIGEST);
+            jw_bin(&w, &req->digest);
         }
         break;
     case LURK_TX_DECRYPT:
-        ok = ok && set_str(body, M_KEY_ID, req->key_id);
-        ok = ok && set_str(body, M_MODE, lurk_dec_mode_name(req->dec_mode));
-        ok = ok && set_bin(body, M_DATA, &req->ciphertext);
+        JW_NAME(&w, M_KEY_ID);
+        jw_str(&w, req->key_id);
+        JW_NAME(&w, M_MODE);
+        jw_str(&w, lurk_dec_mode_name(req->dec_mode));
+        JW_NAME(&w, M_DATA);
+        jw_bin(&w, &req->ciphertext);
         if (req->dec_mode == LURK_DEC_TLS_PREMASTER) {
-            ok = ok && set_int(body, M_CLIENT_VERSION, req->client_version);
+            JW_NAME(&w, M_CLIENT_VERSION);
+            jw_int(&w, req->client_version);
             if (req->alt_version != 0) {
-                ok = ok && set_int(body, M_ALT_VERSION, req->alt_version);
+                JW_NAME(&w, M_ALT_VERSION);
+                jw_int(&w, req->alt_version);
             }
         } else {
-            ok = ok && set_str(body, M_OAEP_DIGEST, lurk_md_name(req->oaep_md));
+            JW_NAME(&w, M_OAEP_DIGEST);
+            jw_str(&w, lurk_md_name(req->oaep_md));
             if (buf_present(&req->label)) {
-                ok = ok && set_bin(body, M_LABEL, &req->label);
+                JW_NAME(&w, M_LABEL);
+                jw_bin(&w, &req->label);
             }
         }
         break;
     case LURK_TX_AGREE:
-        ok = ok && set_str(body, M_KEY_ID, req->key_id);
-        ok = ok && set_bin(body, M_PEER_KEY, &req->peer_key);
+        JW_NAME(&w, M_KEY_ID);
+        jw_str(&w, req->key_id);
+        JW_NAME(&w, M_PEER_KEY);
+        jw_bin(&w, &req->peer_key);
         break;
     case LURK_TX_CREATE:
-        ok = ok && set_str(body, M_KEY_TYPE, lurk_key_type_name(req->key_type));
-        ok = ok && set_str(body, M_POLICY, req->policy);
+        JW_NAME(&w, M_KEY_TYPE);
+        jw_str(&w, lurk_key_type_name(req->key_type));
+        JW_NAME(&w, M_POLICY);
+        jw_str(&w, req->policy);
         break;
     default:
         break;
     }
-    if (!ok) {
-        goto end;
-    }
-    ret = finish_message(name, body, json, len);
-    body = NULL;
-
-end:
-    if (body != NULL) {
-        scrub_body(body);
-        json_decref(body);
-    }
-    return ret;
+    jw_close(&w, '}');
+    jw_close(&w, '}');
+    return jw_finish(&w, json, len);
 }
 
 /* ------------------------------------------------------ responses */
@@ -1247,6 +1596,11 @@ static lurk_err check_response(const lurk_response *r)
         return LURK_OK;
     }
     switch (r->type) {
+    case LURK_TX_HELLO:
+        if (r->hello.major > 255 || r->hello.minor > 255) {
+            return LURK_ERR_INVALID_ARG;
+        }
+        break;
     case LURK_TX_PUBLIC_KEY:
         if (lurk_key_type_name(r->key_type) == NULL
             || !valid_policy(r->policy, strnlen(r->policy, sizeof(r->policy)))
@@ -1268,48 +1622,50 @@ static lurk_err check_response(const lurk_response *r)
 }
 
 /* ["a", "b", ...] of the names whose bit is set. */
-static int set_name_list(json_t *obj, const char *member, uint32_t bits,
-                         const char *const *table, size_t n)
+static void jw_name_list(lurk_jw *w, uint32_t bits, const char *const *table, size_t n)
 {
-    json_t *arr = json_array();
-
-    if (arr == NULL) {
-        return 0;
-    }
+    jw_open(w, '[');
     for (size_t i = 0; i < n && i < 32; i++) {
         if ((bits & (1u << i)) && table[i] != NULL) {
-            if (json_array_append_new(arr, json_string(table[i])) != 0) {
-                json_decref(arr);
-                return 0;
-            }
+            jw_str(w, table[i]);
         }
     }
-    return json_object_set_new(obj, member, arr) == 0;
+    jw_close(w, ']');
 }
 
-static int set_hello(json_t *body, const lurk_hello_info *h)
+static void jw_hello(lurk_jw *w, const lurk_hello_info *h)
 {
-    json_t *version = json_pack("{s:I, s:I, s:[{s:s}]}", M_MAJOR, (json_int_t)h->major,
-                                M_MINOR, (json_int_t)h->minor, M_ENCODINGS, M_ID,
-                                LURK_PROTO_MEDIA_TYPE);
-
-    if (version == NULL || json_object_set_new(body, M_VERSION, version) != 0) {
-        return 0;
-    }
-    return set_name_list(body, M_TRANSACTIONS, h->transactions, tx_names, LURK_TX__COUNT)
-           && set_name_list(body, M_ALGORITHMS, h->sig_algs, sig_alg_names, LURK_SIG__COUNT)
-           && set_name_list(body, M_DECRYPT_MODES, h->dec_modes, dec_mode_names,
-                            LURK_DEC__COUNT)
-           && set_name_list(body, M_DIGESTS, h->digests, md_names, LURK_MD__COUNT)
-           && set_name_list(body, M_KEY_TYPES, h->key_types, key_type_names, LURK_KEY__COUNT);
+    JW_NAME(w, M_VERSION);
+    jw_open(w, '{');
+    JW_NAME(w, M_MAJOR);
+    jw_int(w, h->major);
+    JW_NAME(w, M_MINOR);
+    jw_int(w, h->minor);
+    JW_NAME(w, M_ENCODINGS);
+    jw_open(w, '[');
+    jw_open(w, '{');
+    JW_NAME(w, M_ID);
+    jw_str(w, LURK_PROTO_MEDIA_TYPE);
+    jw_close(w, '}');
+    jw_close(w, ']');
+    jw_close(w, '}');
+    JW_NAME(w, M_TRANSACTIONS);
+    jw_name_list(w, h->transactions, tx_names, LURK_TX__COUNT);
+    JW_NAME(w, M_ALGORITHMS);
+    jw_name_list(w, h->sig_algs, sig_alg_names, LURK_SIG__COUNT);
+    JW_NAME(w, M_DECRYPT_MODES);
+    jw_name_list(w, h->dec_modes, dec_mode_names, LURK_DEC__COUNT);
+    JW_NAME(w, M_DIGESTS);
+    jw_name_list(w, h->digests, md_names, LURK_MD__COUNT);
+    JW_NAME(w, M_KEY_TYPES);
+    jw_name_list(w, h->key_types, key_type_names, LURK_KEY__COUNT);
 }
 
 lurk_err lurk_proto_encode_response(const lurk_response *resp, char **json, size_t *len)
 {
-    lurk_err ret = LURK_ERR_NOMEM;
-    json_t *body = NULL;
+    lurk_err ret = LURK_OK;
     char name[LURK_MSG_NAME_MAX];
-    int ok = 1;
+    lurk_jw w;
 
     if (resp == NULL || json == NULL) {
         return LURK_ERR_INVALID_ARG;
@@ -1319,56 +1675,56 @@ lurk_err lurk_proto_encode_response(const lurk_response *resp, char **json, size
     if (ret != LURK_OK) {
         return ret;
     }
-    ret = LURK_ERR_NOMEM;
     message_name(resp->type, "Response", name, sizeof(name));
-    body = json_object();
-    if (body == NULL) {
-        goto end;
-    }
+    jw_init(&w, bin_room(&resp->state) + bin_room(&resp->spki) + bin_room(&resp->value)
+                    + LURK_PROTO_JSON_STRING_MAX(strlen(resp->description)));
+    jw_open(&w, '{');
+    jw_key(&w, name);
+    jw_open(&w, '{');
     if (resp->request_id[0] != '\0') {
-        ok = set_str(body, M_REQUEST_ID, resp->request_id);
+        JW_NAME(&w, M_REQUEST_ID);
+        jw_str(&w, resp->request_id);
     }
-    ok = ok && set_int(body, M_STATUS, resp->status);
+    JW_NAME(&w, M_STATUS);
+    jw_int(&w, resp->status);
     if (resp->description[0] != '\0') {
-        ok = ok && set_str(body, M_DESCRIPTION, resp->description);
+        JW_NAME(&w, M_DESCRIPTION);
+        jw_str(&w, resp->description);
     }
     if (retry_allowed(resp->status)) {
-        ok = ok && set_int(body, M_RETRY_AFTER, resp->retry_after_ms);
+        JW_NAME(&w, M_RETRY_AFTER);
+        jw_int(&w, resp->retry_after_ms);
     }
     if (buf_present(&resp->state)) {
-        ok = ok && set_bin(body, M_STATE, &resp->state);
+        JW_NAME(&w, M_STATE);
+        jw_bin(&w, &resp->state);
     }
     if (resp->status == 200) {
         switch (resp->type) {
         case LURK_TX_HELLO:
-            ok = ok && set_hello(body, &resp->hello);
+            jw_hello(&w, &resp->hello);
             break;
         case LURK_TX_PUBLIC_KEY:
-            ok = ok && set_str(body, M_KEY_TYPE, lurk_key_type_name(resp->key_type));
-            ok = ok && set_str(body, M_POLICY, resp->policy);
-            ok = ok && set_bin(body, M_PUBLIC_KEY, &resp->spki);
+            JW_NAME(&w, M_KEY_TYPE);
+            jw_str(&w, lurk_key_type_name(resp->key_type));
+            JW_NAME(&w, M_POLICY);
+            jw_str(&w, resp->policy);
+            JW_NAME(&w, M_PUBLIC_KEY);
+            jw_bin(&w, &resp->spki);
             break;
         case LURK_TX_SIGN:
         case LURK_TX_DECRYPT:
         case LURK_TX_AGREE:
-            ok = ok && set_bin(body, M_VALUE, &resp->value);
+            JW_NAME(&w, M_VALUE);
+            jw_bin(&w, &resp->value);
             break;
         default:
             break;
         }
     }
-    if (!ok) {
-        goto end;
-    }
-    ret = finish_message(name, body, json, len);
-    body = NULL;
-
-end:
-    if (body != NULL) {
-        scrub_body(body);
-        json_decref(body);
-    }
-    return ret;
+    jw_close(&w, '}');
+    jw_close(&w, '}');
+    return jw_finish(&w, json, len);
 }
 
 /* A capability list: names map to bits, unknown names are skipped so that

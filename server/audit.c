@@ -105,60 +105,10 @@ end:
  * dumping an 11-member object cost more than the rest of the request's
  * bookkeeping (~45k instructions, a dozen allocations).  The output is what
  * json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER) wrote: same member order,
- * same escapes, and a value that is not valid UTF-8 has every byte outside
- * printable ASCII replaced by '?'.
+ * same escapes (the codec's string writer, lurk_proto_json_string, so that
+ * JSON escaping exists once), and a value that is not valid UTF-8 has every
+ * byte outside printable ASCII replaced by '?'.
  */
-
-/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF), or 0. */
-static size_t lurk_audit_utf8_seq(const unsigned char *s)
-{
-    unsigned c = s[0];
-    size_t n;
-    unsigned cp;
-
-    if (c < 0x80) {
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0; /* also stops at the terminating NUL */
-        }
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))
-        || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return 0;
-    }
-    return n;
-}
-
-static int lurk_audit_valid_utf8(const char *val)
-{
-    const unsigned char *s = (const unsigned char *)val;
-
-    while (*s != '\0') {
-        size_t n = lurk_audit_utf8_seq(s);
-
-        if (n == 0) {
-            return 0;
-        }
-        s += n;
-    }
-    return 1;
-}
 
 typedef struct {
     char *p;
@@ -178,44 +128,28 @@ static void lurk_audit_raw(lurk_audit_line *l, const char *s, size_t n)
 /* Appends "key":"value" (with a leading comma unless first). */
 static void lurk_audit_str(lurk_audit_line *l, const char *key, const char *val)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    int clean = lurk_audit_valid_utf8(val);
-    size_t max = clean ? (size_t)-1 : 511; /* what the '?' fallback kept */
+    size_t len = strlen(val);
+    size_t room;
+    size_t n;
 
     lurk_audit_raw(l, l->len > 1 ? ",\"" : "\"", l->len > 1 ? 2 : 1);
     lurk_audit_raw(l, key, strlen(key));
-    lurk_audit_raw(l, "\":\"", 3);
-    for (size_t i = 0; val[i] != '\0' && i < max; i++) {
-        unsigned char c = (unsigned char)val[i];
-        char esc[6] = { '\\', 0, 0, 0, 0, 0 };
-        size_t n = 2;
-
-        if (!clean) {
-            c = c >= 0x20 && c < 0x7f ? c : '?';
+    lurk_audit_raw(l, "\":", 2);
+    room = l->cap - l->len;
+    if (room < LURK_PROTO_JSON_STRING_MAX(len)) {
+        /* cannot happen: the buffer fits the worst case */
+        if (room < 2) {
+            return;
         }
-        switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        default:
-            if (c >= 0x20) {
-                esc[0] = (char)c;
-                n = 1;
-            } else {
-                memcpy(esc + 1, "u00", 3);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 0x0f];
-                n = 6;
-            }
-            break;
-        }
-        lurk_audit_raw(l, esc, n);
+        len = (room - 2) / 6;
     }
-    lurk_audit_raw(l, "\"", 1);
+    n = lurk_proto_json_string(l->p + l->len, val, len, 0);
+    if (n == 0) {
+        /* not UTF-8: at most 511 bytes (what the '?' fallback kept) */
+        n = lurk_proto_json_string(l->p + l->len, val, len < 511 ? len : 511,
+                                   LURK_PROTO_JSON_ASCII);
+    }
+    l->len += n;
 }
 
 /* Every member escaped at worst 6:1, plus names, punctuation and newline. */

@@ -2,7 +2,8 @@
 /*
  * test_proto.c - the wire codec: round trips of every request and response,
  * a table of rejected inputs (each must fail with the right code and name
- * the offending field in `why`), error replies and LurkResponse, limits.
+ * the offending field in `why`), error replies and LurkResponse, limits,
+ * and the hand-written encoder against the jansson one it replaced.
  *
  * JSON in the tables is written with single quotes for readability; the
  * test turns them into double quotes before decoding.
@@ -11,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "lurk_encoding.h"
 #include "lurk_proto.h"
@@ -991,12 +994,615 @@ START_TEST(test_response_encode_rejects)
 }
 END_TEST
 
+/* --------------------------------------- the writer against json_dumps */
+
+/*
+ * The encoders write JSON by hand; before they did, jansson built a tree
+ * and json_dumps(JSON_COMPACT) wrote it.  This reference encoder is that
+ * old code, kept here only, so that the tests below can prove the wire did
+ * not change: same bytes for every message.
+ */
+static int ref_set_str(json_t *obj, const char *member, const char *value)
+{
+    return json_object_set_new(obj, member, json_string(value)) == 0;
+}
+
+static int ref_set_int(json_t *obj, const char *member, long long value)
+{
+    return json_object_set_new(obj, member, json_integer(value)) == 0;
+}
+
+static int ref_set_bin(json_t *obj, const char *member, const lurk_buf *b)
+{
+    size_t n = lurk_b64url_encoded_len(b->len) + 1;
+    char *text = malloc(n);
+    int ok = 0;
+
+    ck_assert_ptr_nonnull(text);
+    if (lurk_b64url_encode(b->data, b->len, text, n) == LURK_OK) {
+        ok = json_object_set_new(obj, member, json_stringn(text, n - 1)) == 0;
+    }
+    free(text);
+    return ok;
+}
+
+/* {"<name>": body} dumped compactly; NULL when jansson refused a value. */
+static char *ref_finish(const char *name, json_t *body, int ok)
+{
+    json_t *root = json_object();
+    char *text = NULL;
+
+    ck_assert_ptr_nonnull(root);
+    ck_assert_int_eq(json_object_set_new(root, name, body), 0);
+    if (ok) {
+        text = json_dumps(root, JSON_COMPACT);
+        ck_assert_ptr_nonnull(text);
+    }
+    json_decref(root);
+    return text;
+}
+
+static const char *ref_tx_name(lurk_tx tx)
+{
+    return tx == LURK_TX__COUNT ? "Lurk" : lurk_tx_name(tx);
+}
+
+static char *ref_encode_request(const lurk_request *req)
+{
+    json_t *body = json_object();
+    char name[64];
+    int ok = 1;
+
+    ck_assert_ptr_nonnull(body);
+    snprintf(name, sizeof(name), "%sRequest", ref_tx_name(req->type));
+    ok = ref_set_str(body, "RequestId", req->request_id);
+    switch (req->type) {
+    case LURK_TX_PUBLIC_KEY:
+    case LURK_TX_DISPOSE:
+        ok = ok && ref_set_str(body, "KeyId", req->key_id);
+        break;
+    case LURK_TX_SIGN:
+        ok = ok && ref_set_str(body, "KeyId", req->key_id);
+        ok = ok && ref_set_str(body, "Algorithm", lurk_sig_alg_name(req->sig_alg));
+        if (req->md != LURK_MD_NONE) {
+            ok = ok && ref_set_str(body, "DigestAlg", lurk_md_name(req->md));
+        }
+        if (req->salt_len >= 0) {
+            ok = ok && ref_set_int(body, "SaltLength", req->salt_len);
+        }
+        if (req->data.data != NULL) {
+            ok = ok && ref_set_bin(body, "Data", &req->data);
+        }
+        if (req->digest.data != NULL) {
+            ok = ok && ref_set_bin(body, "Digest", &req->digest);
+        }
+        break;
+    case LURK_TX_DECRYPT:
+        ok = ok && ref_set_str(body, "KeyId", req->key_id);
+        ok = ok && ref_set_str(body, "Mode", lurk_dec_mode_name(req->dec_mode));
+        ok = ok && ref_set_bin(body, "Data", &req->ciphertext);
+        if (req->dec_mode == LURK_DEC_TLS_PREMASTER) {
+            ok = ok && ref_set_int(body, "ClientVersion", req->client_version);
+            if (req->alt_version != 0) {
+                ok = ok && ref_set_int(body, "AltVersion", req->alt_version);
+            }
+        } else {
+            ok = ok && ref_set_str(body, "OaepDigest", lurk_md_name(req->oaep_md));
+            if (req->label.data != NULL) {
+                ok = ok && ref_set_bin(body, "Label", &req->label);
+            }
+        }
+        break;
+    case LURK_TX_AGREE:
+        ok = ok && ref_set_str(body, "KeyId", req->key_id);
+        ok = ok && ref_set_bin(body, "PeerKey", &req->peer_key);
+        break;
+    case LURK_TX_CREATE:
+        ok = ok && ref_set_str(body, "KeyType", lurk_key_type_name(req->key_type));
+        ok = ok && ref_set_str(body, "Policy", req->policy);
+        break;
+    default:
+        break;
+    }
+    return ref_finish(name, body, ok);
+}
+
+static json_t *ref_name_list(uint32_t bits, const char *(*name)(int), int n)
+{
+    json_t *arr = json_array();
+
+    ck_assert_ptr_nonnull(arr);
+    for (int i = 0; i < n && i < 32; i++) {
+        if ((bits & (1u << i)) && name(i) != NULL) {
+            ck_assert_int_eq(json_array_append_new(arr, json_string(name(i))), 0);
+        }
+    }
+    return arr;
+}
+
+static const char *ref_tx(int i)
+{
+    return lurk_tx_name((lurk_tx)i);
+}
+
+static const char *ref_sig(int i)
+{
+    return lurk_sig_alg_name((lurk_sig_alg)i);
+}
+
+static const char *ref_dec(int i)
+{
+    return lurk_dec_mode_name((lurk_dec_mode)i);
+}
+
+static const char *ref_md(int i)
+{
+    return lurk_md_name((lurk_md)i);
+}
+
+static const char *ref_kt(int i)
+{
+    return lurk_key_type_name((lurk_key_type)i);
+}
+
+static int ref_set_hello(json_t *body, const lurk_hello_info *h)
+{
+    json_t *version = json_pack("{s:I, s:I, s:[{s:s}]}", "Major", (json_int_t)h->major,
+                                "Minor", (json_int_t)h->minor, "Encodings", "ID",
+                                "application/json");
+
+    ck_assert_ptr_nonnull(version);
+    return json_object_set_new(body, "Version", version) == 0
+           && json_object_set_new(body, "Transactions",
+                                  ref_name_list(h->transactions, ref_tx, LURK_TX__COUNT)) == 0
+           && json_object_set_new(body, "Algorithms",
+                                  ref_name_list(h->sig_algs, ref_sig, LURK_SIG__COUNT)) == 0
+           && json_object_set_new(body, "DecryptModes",
+                                  ref_name_list(h->dec_modes, ref_dec, LURK_DEC__COUNT)) == 0
+           && json_object_set_new(body, "Digests",
+                                  ref_name_list(h->digests, ref_md, LURK_MD__COUNT)) == 0
+           && json_object_set_new(body, "KeyTypes",
+                                  ref_name_list(h->key_types, ref_kt, LURK_KEY__COUNT)) == 0;
+}
+
+static char *ref_encode_response(const lurk_response *resp)
+{
+    json_t *body = json_object();
+    char name[64];
+    int ok = 1;
+
+    ck_assert_ptr_nonnull(body);
+    snprintf(name, sizeof(name), "%sResponse", ref_tx_name(resp->type));
+    if (resp->request_id[0] != '\0') {
+        ok = ref_set_str(body, "RequestId", resp->request_id);
+    }
+    ok = ok && ref_set_int(body, "Status", resp->status);
+    if (resp->description[0] != '\0') {
+        ok = ok && ref_set_str(body, "StatusDescription", resp->description);
+    }
+    if (resp->status == 429 || resp->status == 503) {
+        ok = ok && ref_set_int(body, "RetryAfter", resp->retry_after_ms);
+    }
+    if (resp->state.data != NULL) {
+        ok = ok && ref_set_bin(body, "State", &resp->state);
+    }
+    if (resp->status == 200) {
+        switch (resp->type) {
+        case LURK_TX_HELLO:
+            ok = ok && ref_set_hello(body, &resp->hello);
+            break;
+        case LURK_TX_PUBLIC_KEY:
+            ok = ok && ref_set_str(body, "KeyType", lurk_key_type_name(resp->key_type));
+            ok = ok && ref_set_str(body, "Policy", resp->policy);
+            ok = ok && ref_set_bin(body, "PublicKey", &resp->spki);
+            break;
+        case LURK_TX_SIGN:
+        case LURK_TX_DECRYPT:
+        case LURK_TX_AGREE:
+            ok = ok && ref_set_bin(body, "Value", &resp->value);
+            break;
+        default:
+            break;
+        }
+    }
+    return ref_finish(name, body, ok);
+}
+
+/* n bytes of a repeatable pattern that hits every base64url character. */
+static void set_pattern(lurk_buf *b, size_t n, unsigned seed)
+{
+    b->data = malloc(n > 0 ? n : 1);
+    ck_assert_ptr_nonnull(b->data);
+    for (size_t i = 0; i < n; i++) {
+        b->data[i] = (unsigned char)(i * 131u + seed * 17u + (i >> 3));
+    }
+    b->len = n;
+}
+
+/* A request with ids "w" and "k" of type tx, for the rows below. */
+static void init_request(lurk_request *r, lurk_tx tx)
+{
+    lurk_request_init(r);
+    r->type = tx;
+    snprintf(r->request_id, sizeof(r->request_id), "w");
+    snprintf(r->key_id, sizeof(r->key_id), "k");
+}
+
+/* The rows of build_request, then requests at the edges of every limit. */
+static void build_request_wide(int row, lurk_request *r)
+{
+    if (row < N_REQUEST_ROWS) {
+        build_request(row, r);
+        return;
+    }
+    switch (row - N_REQUEST_ROWS) {
+    case 0: /* the longest ids */
+        build_request(5, r);
+        memset(r->request_id, 'r', LURK_REQUEST_ID_MAX);
+        r->request_id[LURK_REQUEST_ID_MAX] = '\0';
+        memset(r->key_id, 'K', LURK_KEY_ID_TEXT_MAX);
+        r->key_id[LURK_KEY_ID_TEXT_MAX] = '\0';
+        break;
+    case 1: /* the largest Data, rsa-pss with the largest salt */
+        init_request(r, LURK_TX_SIGN);
+        snprintf(r->request_id, sizeof(r->request_id), "_-09azAZ");
+        r->sig_alg = LURK_SIG_RSA_PSS;
+        r->md = LURK_MD_SHA512;
+        r->salt_len = 16384;
+        set_pattern(&r->data, LURK_MAX_DATA, 1);
+        break;
+    case 2: /* Decrypt with both binaries at their limit */
+        init_request(r, LURK_TX_DECRYPT);
+        r->dec_mode = LURK_DEC_OAEP;
+        r->oaep_md = LURK_MD_SHA384;
+        set_pattern(&r->ciphertext, LURK_MAX_DATA, 2);
+        set_pattern(&r->label, LURK_MAX_DATA, 3);
+        break;
+    case 3: /* the largest versions */
+        init_request(r, LURK_TX_DECRYPT);
+        r->dec_mode = LURK_DEC_TLS_PREMASTER;
+        r->client_version = 0xffff;
+        r->alt_version = 0xffff;
+        set_pattern(&r->ciphertext, 256, 4);
+        break;
+    case 4: /* an empty Label */
+        init_request(r, LURK_TX_DECRYPT);
+        r->dec_mode = LURK_DEC_OAEP;
+        r->oaep_md = LURK_MD_SHA256;
+        set_buf(&r->label, "", 0);
+        set_pattern(&r->ciphertext, 512, 5);
+        break;
+    case 5: /* binaries of every length modulo 3 */
+    case 6:
+    case 7:
+        init_request(r, LURK_TX_AGREE);
+        set_pattern(&r->peer_key, 91 + (size_t)(row - N_REQUEST_ROWS - 5), 6);
+        break;
+    case 8: /* sha512 digest, pkcs1 */
+        init_request(r, LURK_TX_SIGN);
+        r->sig_alg = LURK_SIG_RSA_PKCS1;
+        r->md = LURK_MD_SHA512;
+        set_pattern(&r->digest, 64, 7);
+        break;
+    case 9: /* Create with the longest policy, other key types */
+        build_request(13, r);
+        r->key_type = LURK_KEY_ED25519;
+        memset(r->policy, 'p', 31);
+        r->policy[31] = '\0';
+        break;
+    case 10:
+        build_request(13, r);
+        r->key_type = LURK_KEY_RSA;
+        break;
+    default:
+        ck_abort_msg("no row %d", row);
+    }
+}
+
+#define N_WIDE_REQUEST_ROWS (N_REQUEST_ROWS + 11)
+
+START_TEST(test_request_matches_jansson)
+{
+    lurk_request r;
+    char *json = NULL;
+    char *ref = NULL;
+    size_t len = 0;
+
+    build_request_wide(_i, &r);
+    ck_assert_int_eq(lurk_proto_encode_request(&r, &json, &len), LURK_OK);
+    ref = ref_encode_request(&r);
+    ck_assert_ptr_nonnull(ref);
+    ck_assert_uint_eq(len, strlen(ref));
+    ck_assert_msg(strcmp(json, ref) == 0, "row %d:\n%.300s\n%.300s", _i, json, ref);
+    free(json);
+    free(ref);
+    lurk_request_clear(&r);
+}
+END_TEST
+
+/* Descriptions that need escapes, or are UTF-8 beyond ASCII. */
+static const char *const descriptions[] = {
+    "say \"no\" \\ twice \\\\ \"\"",
+    "\"",
+    "\\",
+    "caf\xc3\xa9 \xe2\x80\x93 \xe2\x9c\x93 \xf0\x9d\x84\x9e \xf4\x8f\xbf\xbf \xef\xbb\xbf end",
+    "/slash/ is not escaped; ~ and DEL-free punctuation !#$%&'()*+,-.:;<=>?@[]^_`{|}",
+    "message: invalid JSON: duplicate object key near '\"RequestId\"' (byte 43)",
+};
+
+static void build_response_wide(int row, lurk_response *r)
+{
+    int n = (int)(sizeof(descriptions) / sizeof(descriptions[0]));
+
+    if (row < N_RESPONSE_ROWS) {
+        build_response(row, r);
+        return;
+    }
+    row -= N_RESPONSE_ROWS;
+    if (row < n) { /* escapes in an error reply */
+        build_response(6, r);
+        snprintf(r->description, sizeof(r->description), "%s", descriptions[row]);
+        return;
+    }
+    row -= n;
+    switch (row) {
+    case 0: /* 256 bytes, each escaped */
+        build_response(8, r);
+        memset(r->description, '"', LURK_DESCRIPTION_MAX);
+        r->description[LURK_DESCRIPTION_MAX] = '\0';
+        break;
+    case 1: /* 256 bytes of 3-byte characters and a tail */
+        build_response(3, r);
+        for (int i = 0; i + 3 <= LURK_DESCRIPTION_MAX; i += 3) {
+            memcpy(r->description + i, "\xe2\x82\xac", 3);
+        }
+        r->description[255] = '!';
+        r->description[256] = '\0';
+        break;
+    case 2: /* Hello with every known bit and unknown ones, largest version */
+        build_response(0, r);
+        r->hello.major = 255;
+        r->hello.minor = 255;
+        r->hello.transactions = 0xffffffffu;
+        r->hello.sig_algs = 0xffffffffu;
+        r->hello.dec_modes = 0xffffffffu;
+        r->hello.digests = 0xffffffffu;
+        r->hello.key_types = 0xffffffffu;
+        break;
+    case 3: /* Hello with empty lists, no State */
+        lurk_response_init(r);
+        r->type = LURK_TX_HELLO;
+        r->status = 200;
+        snprintf(r->request_id, sizeof(r->request_id), "h");
+        r->hello.major = 0;
+        r->hello.minor = 0;
+        break;
+    case 4: /* the largest Value */
+        build_response(4, r);
+        free(r->value.data);
+        set_pattern(&r->value, LURK_MAX_DATA, 8);
+        break;
+    case 5: /* PublicKey of each type with a long SPKI */
+    case 6:
+    case 7:
+        build_response(2, r);
+        r->key_type = (lurk_key_type)(LURK_KEY_RSA + row - 5);
+        free(r->spki.data);
+        set_pattern(&r->spki, 294 + (size_t)row, 9);
+        break;
+    case 8: /* status and RetryAfter extremes */
+        build_response(10, r);
+        r->retry_after_ms = 86400000;
+        break;
+    case 9:
+        build_response(7, r);
+        r->retry_after_ms = 0;
+        break;
+    case 10:
+        build_response(8, r);
+        r->status = 100;
+        break;
+    case 11:
+        build_response(8, r);
+        r->status = 599;
+        set_buf(&r->state, "01234567890123456789012345678901", 32);
+        break;
+    case 12: /* a success with a description and an empty value */
+        build_response(5, r);
+        snprintf(r->description, sizeof(r->description), "shared \"secret\"");
+        free(r->value.data);
+        set_buf(&r->value, "", 0);
+        break;
+    case 13: /* Dispose, Create: reserved, answered 406 */
+        build_response(9, r);
+        r->type = LURK_TX_DISPOSE;
+        break;
+    case 14: /* LurkResponse with RequestId, State and a quote */
+        build_response(8, r);
+        snprintf(r->request_id, sizeof(r->request_id), "x");
+        set_buf(&r->state, "", 0);
+        snprintf(r->description, sizeof(r->description), "\"RequestId\" \\ bad");
+        break;
+    case 15: /* every common member: what an overloaded server sends */
+        build_response(10, r);
+        snprintf(r->description, sizeof(r->description), "overloaded");
+        set_buf(&r->state, "0123456789abcdef", 16);
+        break;
+    case 16:
+        build_response(8, r);
+        r->status = 429;
+        r->retry_after_ms = 1000;
+        snprintf(r->description, sizeof(r->description), "too many \"requests\"");
+        break;
+    default:
+        ck_abort_msg("no row %d", row);
+    }
+}
+
+#define N_DESCRIPTIONS ((int)(sizeof(descriptions) / sizeof(descriptions[0])))
+#define N_WIDE_RESPONSE_ROWS (N_RESPONSE_ROWS + N_DESCRIPTIONS + 17)
+
+START_TEST(test_response_matches_jansson)
+{
+    lurk_response r;
+    lurk_response out;
+    char *json = NULL;
+    char *ref = NULL;
+    size_t len = 0;
+    char why[WHY_LEN];
+
+    build_response_wide(_i, &r);
+    ck_assert_int_eq(lurk_proto_encode_response(&r, &json, &len), LURK_OK);
+    ref = ref_encode_response(&r);
+    ck_assert_ptr_nonnull(ref);
+    ck_assert_uint_eq(len, strlen(ref));
+    ck_assert_msg(strcmp(json, ref) == 0, "row %d:\n%.300s\n%.300s", _i, json, ref);
+    /* and what was written reads back */
+    ck_assert_msg(lurk_proto_decode_response(json, len, r.type, &out, why, sizeof(why))
+                      == LURK_OK,
+                  "row %d: %s", _i, why);
+    ck_assert_str_eq(out.description, r.description);
+    lurk_response_clear(&out);
+    free(json);
+    free(ref);
+    lurk_response_clear(&r);
+}
+END_TEST
+
+/* A description that is not UTF-8 is refused, as jansson refused it (and
+ * its decoder would refuse the message). */
+START_TEST(test_response_not_utf8)
+{
+    static const char *const bad[] = {
+        "\xff", "caf\xe9", "\xc3", "\xc0\x80", "\xe0\x80\x80", "\xed\xa0\x80",
+        "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80", "ok then \x80",
+    };
+    lurk_response r;
+    char *json = NULL;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        build_response(6, &r);
+        snprintf(r.description, sizeof(r.description), "%s", bad[i]);
+        ck_assert_ptr_null(ref_encode_response(&r));
+        ck_assert_msg(lurk_proto_encode_response(&r, &json, NULL) == LURK_ERR_INVALID_ARG,
+                      "row %zu", i);
+        ck_assert_ptr_null(json);
+        lurk_response_clear(&r);
+    }
+    /* Hello versions beyond what the decoder reads (0..255). */
+    build_response(0, &r);
+    r.hello.minor = 256;
+    ck_assert_int_eq(lurk_proto_encode_response(&r, &json, NULL), LURK_ERR_INVALID_ARG);
+    ck_assert_ptr_null(json);
+    lurk_response_clear(&r);
+}
+END_TEST
+
+/* Checks the string writer on s[0..len) against json_dumps of the same
+ * string (NULL from jansson: not UTF-8, which the writer must refuse). */
+static void check_json_string(const char *s, size_t len)
+{
+    json_t *v = json_stringn(s, len);
+    char *ref = v != NULL ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    char *out = malloc(LURK_PROTO_JSON_STRING_MAX(len));
+    size_t n;
+
+    ck_assert_ptr_nonnull(out);
+    n = lurk_proto_json_string(out, s, len, 0);
+    if (ref == NULL) {
+        ck_assert_msg(n == 0, "accepted %zu bytes jansson refused (first %02x)", len,
+                      len > 0 ? (unsigned char)s[0] : 0);
+    } else {
+        ck_assert_msg(n == strlen(ref) && memcmp(out, ref, n) == 0, "wrote %.*s, jansson %s",
+                      (int)n, out, ref);
+    }
+    free(out);
+    free(ref);
+    json_decref(v);
+}
+
+START_TEST(test_json_string)
+{
+    static const char *const seqs[] = {
+        "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xef\xbf\xbf", "\xed\x9f\xbf", "\xee\x80\x80",
+        "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf", "\xc1\xbf", "\xe0\x9f\xbf", "\xed\xa0\x80",
+        "\xed\xbf\xbf", "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80",
+        "\xc2", "\xe2\x82", "\xf0\x9f\x98", "\xc2\x41", "\xe2\x28\xa1", "\x80", "\xbf",
+        "\xfe", "\xff",
+    };
+    char s[8];
+    unsigned seed = 12345;
+
+    check_json_string("", 0);
+    /* every byte alone, and between two letters */
+    for (int c = 0; c < 256; c++) {
+        s[0] = (char)c;
+        check_json_string(s, 1);
+        s[0] = 'a';
+        s[1] = (char)c;
+        s[2] = 'z';
+        check_json_string(s, 3);
+    }
+    for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+        check_json_string(seqs[i], strlen(seqs[i]));
+    }
+    /* random strings: mostly ASCII with escapes, some UTF-8 and junk */
+    for (int round = 0; round < 20000; round++) {
+        static const char *const pieces[] = {
+            "a", "Z", "\"", "\\", "\n", "\x01", "\x1f", "\x7f", " ", "/", "\xc3\xa9",
+            "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x80", "\xc3", "\xed\xa0\x80", "\x00",
+        };
+        char buf[64];
+        size_t len = 0;
+        int n;
+
+        seed = seed * 1103515245u + 12345u;
+        n = (int)((seed >> 16) % 12);
+        for (int k = 0; k < n; k++) {
+            const char *p;
+            size_t plen;
+
+            seed = seed * 1103515245u + 12345u;
+            p = pieces[(seed >> 16) % (sizeof(pieces) / sizeof(pieces[0]))];
+            plen = p[0] == '\0' ? 1 : strlen(p);
+            /* junk only now and then, so most strings are valid */
+            if (((seed >> 8) & 7) != 0 && (p[0] == '\x80' || strcmp(p, "\xc3") == 0
+                                           || strcmp(p, "\xed\xa0\x80") == 0)) {
+                p = "b";
+                plen = 1;
+            }
+            memcpy(buf + len, p, plen);
+            len += plen;
+        }
+        check_json_string(buf, len);
+    }
+}
+END_TEST
+
+/* LURK_PROTO_JSON_ASCII: bytes outside printable ASCII become '?', quotes
+ * and backslashes are still escaped, nothing is refused. */
+START_TEST(test_json_string_ascii)
+{
+    char out[64];
+    size_t n;
+
+    n = lurk_proto_json_string(out, "caf\xe9 \"\\\n\x7f\xc3\xa9", 11, LURK_PROTO_JSON_ASCII);
+    ck_assert_uint_eq(n, 15);
+    ck_assert_mem_eq(out, "\"caf? \\\"\\\\????\"", 15);
+    ck_assert_uint_eq(lurk_proto_json_string(out, "caf\xe9", 4, 0), 0);
+    n = lurk_proto_json_string(out, "", 0, LURK_PROTO_JSON_ASCII);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_mem_eq(out, "\"\"", 2);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
     Suite *s = suite_create("proto");
     TCase *names = tcase_create("names");
     TCase *req = tcase_create("request");
     TCase *resp = tcase_create("response");
+    TCase *wire = tcase_create("writer");
 
     tcase_add_test(names, test_names);
     tcase_add_test(names, test_request_id);
@@ -1021,6 +1627,13 @@ static Suite *proto_suite(void)
     tcase_add_test(resp, test_response_description_limit);
     tcase_add_test(resp, test_response_encode_rejects);
     suite_add_tcase(s, resp);
+
+    tcase_add_loop_test(wire, test_request_matches_jansson, 0, N_WIDE_REQUEST_ROWS);
+    tcase_add_loop_test(wire, test_response_matches_jansson, 0, N_WIDE_RESPONSE_ROWS);
+    tcase_add_test(wire, test_response_not_utf8);
+    tcase_add_test(wire, test_json_string);
+    tcase_add_test(wire, test_json_string_ascii);
+    suite_add_tcase(s, wire);
     return s;
 }
 
