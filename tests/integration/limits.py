@@ -22,20 +22,9 @@ import sys
 import threading
 import time
 
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures += 1
-
-
-def tls_context(d):
-    ctx = ssl.create_default_context(cafile=os.path.join(d, "ca.crt"))
-    ctx.load_cert_chain(os.path.join(d, "client.crt"), os.path.join(d, "client.key"))
-    return ctx
+sys.dont_write_bytecode = True   # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from lurktest import check, exit_status, tls_context, wait_exit  # noqa: E402
 
 
 def connect(ctx, port, timeout=10):
@@ -227,14 +216,7 @@ def audit(d, pid, port, n_conns=8, per_conn=50):
           "%d requests over %d connections at once answered (%d, errors: %s)"
           % (k, n_conns, len(replies), errors[:3]))
     os.kill(pid, signal.SIGTERM)
-    end = time.time() + 10
-    while time.time() < end:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.02)
-    else:
+    if not wait_exit(pid, 10):
         check(False, "the server exits within 10 s of SIGTERM")
     ids = audit_ids(d, "audit-par-")
     check(len(ids) == k and sorted(ids) == sorted(replies),
@@ -251,4 +233,4 @@ elif mode == "header":
     header(int(sys.argv[2]), int(sys.argv[3]))
 elif mode == "audit":
     audit(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
-sys.exit(1 if failures else 0)
+sys.exit(exit_status())

@@ -13,20 +13,15 @@ import http.client
 import json
 import os
 import signal
-import ssl
 import sys
 import time
 
+sys.dont_write_bytecode = True   # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from lurktest import check, exit_status, tls_context, wait_exit  # noqa: E402
+
 d, pid, port, kept, added = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-failures = 0
 n = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures += 1
 
 
 def call(conn, tx, body):
@@ -64,9 +59,7 @@ def step(name):
     sys.stdin.readline()
 
 
-ctx = ssl.create_default_context(cafile=os.path.join(d, "ca.crt"))
-ctx.load_cert_chain(os.path.join(d, "client.crt"), os.path.join(d, "client.key"))
-conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+conn = http.client.HTTPSConnection("127.0.0.1", port, context=tls_context(d), timeout=10)
 
 status, r = call(conn, "Ping", {})
 check(status == 200 and r["Status"] == 200, "Ping before reload")
@@ -99,14 +92,7 @@ check(sock_id(conn) == first, "still the same connection")
 
 # SIGTERM with this idle keep-alive connection open: the server exits.
 os.kill(pid, signal.SIGTERM)
-end = time.time() + 10
-while time.time() < end:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        break
-    time.sleep(0.05)
-else:
+if not wait_exit(pid, 10):
     check(False, "the server exits within 10 s of SIGTERM")
 print("done", flush=True)
-sys.exit(1 if failures else 0)
+sys.exit(exit_status())
