@@ -14,7 +14,8 @@
  * session share without cleaning them up: curl would write a close_notify on
  * a socket the parent still uses.  The forgotten structs leak (bounded by the
  * pool size).  Connections also carry the pid and fork generation they were
- * made in and are checked before use.
+ * made in and are checked before use; the pid comes from a page the kernel
+ * zeroes in a child (MADV_WIPEONFORK), so a call costs no getpid(2).
  *
  * Failover: servers are tried in order starting with the last one that
  * answered; unreachable, timeout, TLS failure, 429 and 503 move on, any
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,6 +114,47 @@ static void lurk_fork_child(void)
 static void lurk_atfork_register(void)
 {
     pthread_atfork(lurk_fork_prepare, lurk_fork_parent, lurk_fork_child);
+}
+
+/*
+ * This process's pid without a system call per use: it is kept in a page
+ * the kernel zeroes in every child (MADV_WIPEONFORK, Linux 4.14), so a pid
+ * read back as 0 means "a new process (or the first use): ask again".  The
+ * kernel does this even for a child made without the fork handlers above.
+ * Where the page cannot be had, every call asks.
+ */
+static pid_t *lurk_pid_page;
+static pthread_once_t lurk_pid_once = PTHREAD_ONCE_INIT;
+
+static void lurk_pid_page_init(void)
+{
+    long size = sysconf(_SC_PAGESIZE);
+    void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED) {
+        return;
+    }
+    if (madvise(p, (size_t)size, MADV_WIPEONFORK) != 0) {
+        munmap(p, (size_t)size);
+        return;
+    }
+    lurk_pid_page = p;
+}
+
+static pid_t lurk_self_pid(void)
+{
+    pid_t pid;
+
+    pthread_once(&lurk_pid_once, lurk_pid_page_init);
+    if (lurk_pid_page == NULL) {
+        return getpid();
+    }
+    pid = __atomic_load_n(lurk_pid_page, __ATOMIC_RELAXED);
+    if (pid == 0) {
+        pid = getpid();
+        __atomic_store_n(lurk_pid_page, pid, __ATOMIC_RELAXED);
+    }
+    return pid;
 }
 
 static void lurk_registry_add(LURK_CLIENT *c)
@@ -369,7 +412,7 @@ void lurk_client_free(LURK_CLIENT *c)
         return;
     }
     lurk_registry_remove(c);
-    pid = getpid();
+    pid = lurk_self_pid();
     for (size_t i = 0; i < c->n_servers; i++) {
         for (size_t j = 0; j < c->servers[i].n_idle; j++) {
             lurk_pooled *pc = &c->servers[i].idle[j];
@@ -396,7 +439,7 @@ void lurk_client_free(LURK_CLIENT *c)
 static lurk_err lurk_pool_get(LURK_CLIENT *c, size_t s, lurk_pooled *out, lurk_detail *d)
 {
     lurk_client_server *cs = &c->servers[s];
-    pid_t pid = getpid();
+    pid_t pid = lurk_self_pid();
     lurk_err err = LURK_OK;
     LURK_SHARE *share;
     char why[sizeof(d->msg)];
@@ -433,7 +476,7 @@ static lurk_err lurk_pool_get(LURK_CLIENT *c, size_t s, lurk_pooled *out, lurk_d
 }
 
 /* `pc` was taken by lurk_pool_get in this call, so pc->pid is this
- * process's (one getpid() per call: it is a real system call). */
+ * process's. */
 static void lurk_pool_put(LURK_CLIENT *c, size_t s, lurk_pooled *pc)
 {
     lurk_client_server *cs = &c->servers[s];
