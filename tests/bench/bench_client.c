@@ -56,6 +56,7 @@ typedef struct {
     size_t in_len;
     long ops;
     long failed;
+    char first_error[sizeof(((lurk_detail *)0)->msg) + 64];
 } load_arg;
 
 static double now_ns(clockid_t clk)
@@ -322,6 +323,10 @@ static void *load_thread(void *p)
                                    : lurk_client_ping(a->c, &d);
 
         if (e != LURK_OK) {
+            if (a->failed == 0) {
+                snprintf(a->first_error, sizeof(a->first_error), "%s: %s", lurk_err_str(e),
+                         d.msg);
+            }
             a->failed++;
         }
     }
@@ -382,6 +387,7 @@ static void load(LURK_CLIENT *c, const bench_op *op, int threads, long ops, long
     for (int i = 0; i < threads; i++) {
         args[i].ops = ops;
         args[i].failed = 0;
+        args[i].first_error[0] = '\0';
         pthread_create(&tid[i], NULL, load_thread, &args[i]);
     }
     for (int i = 0; i < threads; i++) {
@@ -408,6 +414,12 @@ static void load(LURK_CLIENT *c, const bench_op *op, int threads, long ops, long
                server - raw * 1e6);
     } else {
         printf(" %10s | %11s | %9.1f | %9s\n", "-", "-", raw * 1e6, "-");
+    }
+    for (int i = 0; i < threads; i++) {
+        if (args[i].failed > 0) {
+            printf("  (thread %d: %ld failed, the first: %s)\n", i, args[i].failed,
+                   args[i].first_error);
+        }
     }
 }
 
