@@ -7,7 +7,7 @@
         every connection gets an answer, and the server keeps serving
     limits.py conncap DIR PORT MAX          past max_connections a new
         connection gets no service; closing one lets a new one in
-    limits.py header DIR PORT TIMEOUT_S     a TCP connection that never
+    limits.py header PORT TIMEOUT_S         a TCP connection that never
         starts TLS is closed after header_timeout
     limits.py audit DIR PID PORT            a request's audit line is
         written promptly while the server runs; requests over several
