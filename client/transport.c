@@ -930,6 +930,16 @@ static int lurk_http_parse(LURK_CONN *conn, lurk_http *h)
             eol =
                 memmem(at, avail < LURK_HTTP_HEAD_MAX ? avail : LURK_HTTP_HEAD_MAX, "\r\n\r\n", 4);
             if (eol == NULL) {
+                size_t n = avail < LURK_HTTP_HEAD_MAX ? avail : LURK_HTTP_HEAD_MAX;
+
+                /* A head with a bare LF never ends in CRLF CRLF: say so now,
+                 * not at the deadline. */
+                for (const char *lf = memchr(at, '\n', n); lf != NULL;
+                     lf = memchr(lf + 1, '\n', n - (size_t) (lf + 1 - at))) {
+                    if (lf == at || lf[-1] != '\r') {
+                        return lurk_http_bad(conn, "bare CR or LF in the header");
+                    }
+                }
                 if (avail >= LURK_HTTP_HEAD_MAX) {
                     return lurk_http_bad(conn, "header block over %d bytes", LURK_HTTP_HEAD_MAX);
                 }
