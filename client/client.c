@@ -66,6 +66,7 @@ struct lurk_client_st {
 
     pthread_mutex_t lock;     /* guards the idle stacks and share */
     LURK_SHARE *share;        /* this process's; NULL until the first connection */
+    pid_t share_pid;          /* the process the share was made in */
     int preferred;            /* index of the last server that answered (atomic) */
 
     LURK_CLIENT *reg_next;    /* registry, under lurk_registry_lock */
@@ -134,11 +135,13 @@ static void lurk_pid_page_init(void)
     if (p == MAP_FAILED) {
         return;
     }
-    if (madvise(p, (size_t)size, MADV_WIPEONFORK) != 0) {
-        munmap(p, (size_t)size);
+#ifdef MADV_WIPEONFORK
+    if (madvise(p, (size_t)size, MADV_WIPEONFORK) == 0) {
+        lurk_pid_page = p;
         return;
     }
-    lurk_pid_page = p;
+#endif
+    munmap(p, (size_t)size);
 }
 
 static pid_t lurk_self_pid(void)
@@ -423,7 +426,9 @@ void lurk_client_free(LURK_CLIENT *c)
         }
         c->servers[i].n_idle = 0;
     }
-    lurk_share_free(c->share);
+    if (c->share_pid == pid) {
+        lurk_share_free(c->share); /* else inherited: the parent's to free */
+    }
     pthread_mutex_destroy(&c->lock);
     /* Blobs are referenced (not copied) by connections; every connection of
      * this process is gone now, inherited ones are never used again. */
@@ -456,11 +461,15 @@ static lurk_err lurk_pool_get(LURK_CLIENT *c, size_t s, lurk_pooled *out, lurk_d
         }
         /* Inherited without a fork handler having run: forget it. */
     }
+    if (c->share != NULL && c->share_pid != pid) {
+        c->share = NULL; /* inherited without the fork handlers: forget it */
+    }
     if (c->share == NULL) {
         err = lurk_share_new(&c->share);
         if (err != LURK_OK) {
             c->share = NULL; /* connections then simply do not share sessions */
         }
+        c->share_pid = pid;
     }
     share = c->share;
     out->pid = pid;
@@ -497,14 +506,6 @@ static void lurk_pool_put(LURK_CLIENT *c, size_t s, lurk_pooled *pc)
 
 /* ------------------------------------------------------------------------ */
 /* One call: encode, post with failover, decode, check                        */
-
-static long lurk_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int lurk_moves_on(lurk_err err)
 {
@@ -583,13 +584,13 @@ static lurk_err lurk_client_call(LURK_CLIENT *c, lurk_request *req, lurk_respons
         lurk_detail_set(d, "cannot encode the %s request", lurk_tx_name(req->type));
         goto end;
     }
-    deadline = lurk_now_ms() + c->timeout_ms;
+    deadline = lurk_transport_now_ms() + c->timeout_ms;
     start = (size_t)__atomic_load_n(&c->preferred, __ATOMIC_RELAXED) % c->n_servers;
     err = LURK_ERR_UNREACHABLE;
     for (size_t i = 0; i < c->n_servers; i++) {
         lurk_pooled pc;
         lurk_transport_reply reply;
-        long left = deadline - lurk_now_ms();
+        long left = deadline - lurk_transport_now_ms();
 
         s = (start + i) % c->n_servers;
         if (left <= 0) {
@@ -628,8 +629,9 @@ static lurk_err lurk_client_call(LURK_CLIENT *c, lurk_request *req, lurk_respons
             lurk_conn_cleanse(pc.conn);
         }
         if (err == LURK_ERR_PROTOCOL) {
-            /* not an answer to this request (another id, another
-             * transaction, not LURK): the connection is out of step */
+            /* not a LURK answer to this request (another id, another
+             * transaction, not LURK at all): the connection may be out
+             * of step, and a new one costs only a resumed handshake */
             if (pc.gen == lurk_fork_gen) {
                 lurk_conn_free(pc.conn);
             }

@@ -55,6 +55,11 @@ static int base32_value(unsigned char c)
     return -1;
 }
 
+int lurk_b64url_is_char(unsigned char c)
+{
+    return b64url_values[c] != 255;
+}
+
 size_t lurk_b64url_encoded_len(size_t n)
 {
     return (n / 3) * 4 + ((n % 3) ? (n % 3) + 1 : 0);

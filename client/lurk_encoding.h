@@ -21,6 +21,10 @@ extern "C" {
 /* Characters needed to encode n bytes, without the terminating NUL. */
 size_t lurk_b64url_encoded_len(size_t n);
 
+/* 1 when c is in the base64url alphabet [A-Za-z0-9_-] (also the character
+ * set of request and key ids). */
+int lurk_b64url_is_char(unsigned char c);
+
 /* Writes lurk_b64url_encoded_len(n) chars plus NUL into out (outlen must
  * be large enough, else LURK_ERR_INVALID_ARG). */
 lurk_err lurk_b64url_encode(const unsigned char *in, size_t n, char *out, size_t outlen);

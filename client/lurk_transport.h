@@ -56,6 +56,9 @@ typedef struct {
     size_t body_len;
 } lurk_transport_reply;
 
+/* CLOCK_MONOTONIC in milliseconds: the clock of every deadline. */
+long lurk_transport_now_ms(void);
+
 /* curl_global_init, once per process (thread-safe).  lurk_conn_new calls
  * it; never call it from provider init (curl's init re-enters OpenSSL's
  * config loading). */

@@ -239,33 +239,6 @@ static void message_name(lurk_tx tx, const char *suffix, char *out, size_t outle
 
 /* ------------------------------------------------------ value syntax */
 
-/* [A-Za-z0-9_-], by table: ids are checked on every encode and decode. */
-/* clang-format off */
-static const unsigned char token_chars[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
-    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,
-    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-};
-/* clang-format on */
-
-static int is_token_char(unsigned char c)
-{
-    return token_chars[c];
-}
-
 /* 1..max chars of [A-Za-z0-9_-]: RequestId and KeyId. */
 static int valid_token(const char *s, size_t len, size_t max)
 {
@@ -273,7 +246,7 @@ static int valid_token(const char *s, size_t len, size_t max)
         return 0;
     }
     for (size_t i = 0; i < len; i++) {
-        if (!is_token_char((unsigned char)s[i])) {
+        if (!lurk_b64url_is_char((unsigned char)s[i])) {
             return 0;
         }
     }

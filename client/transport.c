@@ -7,9 +7,9 @@
  * memory, verification, the connect timeout and session resumption through
  * a CURLSH shared by the connections of a client (a new connection resumes
  * instead of doing a full handshake).  The HTTP/1.1 exchange is ours: a post
- * is one curl_easy_send of the whole request (one TLS record, one write) and
- * curl_easy_recv of the reply into one buffer, usually in one call, parsed
- * strictly and with bounds.  On a warm connection curl_easy_perform's HTTP
+ * is one curl_easy_send of the whole request (one TLS record and one write
+ * up to 16 KiB) and curl_easy_recv of the reply into one buffer, usually in
+ * one call, parsed strictly and with bounds.  On a warm connection curl_easy_perform's HTTP
  * machinery made a post cost three times the instructions (TLS included) and
  * half again the system calls.
  *
@@ -568,7 +568,7 @@ static lurk_err lurk_transport_map(const LURK_CONN *conn, CURLcode rc, int fresh
 /* ------------------------------------------------------------------------ */
 /* One exchange on the connection                                             */
 
-static long lurk_now_ms(void)
+long lurk_transport_now_ms(void)
 {
     struct timespec ts;
 
@@ -585,7 +585,7 @@ static CURLcode lurk_conn_wait(LURK_CONN *conn, short events, long deadline)
     int n;
 
     for (;;) {
-        left = deadline - lurk_now_ms();
+        left = deadline - lurk_transport_now_ms();
         if (left <= 0) {
             snprintf(conn->errbuf, sizeof(conn->errbuf), "%s within %ld ms",
                      events == POLLIN ? "no reply" : "request not sent", conn->timeout_ms);
@@ -609,7 +609,7 @@ static CURLcode lurk_conn_wait(LURK_CONN *conn, short events, long deadline)
  * the time left. */
 static CURLcode lurk_conn_connect(LURK_CONN *conn, long deadline)
 {
-    long left = deadline - lurk_now_ms();
+    long left = deadline - lurk_transport_now_ms();
     curl_socket_t fd = CURL_SOCKET_BAD;
     CURLcode rc = CURLE_OK;
 
@@ -1120,7 +1120,7 @@ lurk_err lurk_conn_post(LURK_CONN *conn, const char *body, size_t len, long time
 
     memset(reply, 0, sizeof(*reply));
     conn->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
-    deadline = lurk_now_ms() + conn->timeout_ms;
+    deadline = lurk_transport_now_ms() + conn->timeout_ms;
 
     need = conn->head_len + 24 + len; /* Content-Length digits, CRLF CRLF */
     if (need > conn->req_cap) {
