@@ -9,13 +9,15 @@
  * lurk_srv_audit_rec).
  *
  * Each event loop batches its lines in its own LURK_SRV_AUDIT_BUF and
- * writes them with one write(2) when it has nothing else to do, so the
- * write costs no reply any latency and a busy loop pays one system call
- * (and one turn at the file's inode lock) for many lines.  The trade-off:
- * a line reaches the file after its reply, as soon as the loop goes idle,
- * and under sustained load at most LURK_SRV_AUDIT_MAX_AGE_MS late (or
- * sooner, when the buffer fills).  Stopping the server (SIGTERM) writes
- * every buffered line; a crash loses the lines of that window.
+ * writes them with one write(2) after its replies (http.c): when it has
+ * nothing else to do, and under load when the batch is half full or
+ * LURK_SRV_AUDIT_MAX_AGE_MS old.  So a busy loop pays one system call (and
+ * one turn at the file's inode lock) for many lines.  The trade-offs: a
+ * line reaches the file after its reply, up to about
+ * LURK_SRV_AUDIT_MAX_AGE_MS late, so lines of different loops can be out
+ * of time order by as much (a consumer that needs order sorts by "time");
+ * stopping the server (SIGTERM) writes every buffered line, a crash loses
+ * the lines of that window.
  *
  * When the log is not a regular file (standard error: a pipe or a
  * terminal), a batch is written in pieces of whole lines of at most
@@ -240,23 +242,12 @@ static size_t lurk_audit_put(LURK_SRV_AUDIT *a, const char *p, size_t len)
     return lost;
 }
 
-void lurk_srv_audit_write(LURK_SRV_AUDIT *a, const lurk_srv_audit_rec *rec)
-{
-    char buf[LURK_AUDIT_LINE_MAX];
-
-    if (a == NULL || rec == NULL) {
-        return;
-    }
-    (void)lurk_audit_put(a, buf, lurk_audit_format(rec, buf));
-}
-
 /* ---- a loop's batch of lines ---------------------------------------------- */
 
 #define LURK_AUDIT_BUF_SIZE (64 * 1024)
 
 struct lurk_srv_audit_buf_st {
     LURK_SRV_AUDIT *audit;
-    uint64_t first_ms; /* when the oldest line waiting was added */
     size_t len;
     char data[LURK_AUDIT_BUF_SIZE];
 };
@@ -274,33 +265,35 @@ LURK_SRV_AUDIT_BUF *lurk_srv_audit_buf_new(LURK_SRV_AUDIT *a)
     b = malloc(sizeof(*b));
     if (b != NULL) {
         b->audit = a;
-        b->first_ms = 0;
         b->len = 0;
     }
     return b;
 }
 
-size_t lurk_srv_audit_buf_append(LURK_SRV_AUDIT_BUF *b, const lurk_srv_audit_rec *rec,
-                                 uint64_t now_ms)
+size_t lurk_srv_audit_buf_append(LURK_SRV_AUDIT_BUF *b, const lurk_srv_audit_rec *rec)
 {
+    size_t lost = 0;
+
     if (b == NULL || rec == NULL) {
         return 0;
     }
-    if (b->len == 0) {
-        b->first_ms = now_ms;
+    if (sizeof(b->data) - b->len < LURK_AUDIT_LINE_MAX) {
+        /* the owner's flush came too late: write now rather than drop */
+        lost = lurk_srv_audit_buf_flush(b);
     }
-    /* room for a worst-case line is kept free after every append */
     b->len += lurk_audit_format(rec, b->data + b->len);
-    if (sizeof(b->data) - b->len < LURK_AUDIT_LINE_MAX || now_ms < b->first_ms
-        || now_ms - b->first_ms >= LURK_SRV_AUDIT_MAX_AGE_MS) {
-        return lurk_srv_audit_buf_flush(b);
-    }
-    return 0;
+    return lost;
 }
 
 int lurk_srv_audit_buf_pending(const LURK_SRV_AUDIT_BUF *b)
 {
     return b != NULL && b->len > 0;
+}
+
+/* Half full: the other half takes the lines that come before the flush. */
+int lurk_srv_audit_buf_full(const LURK_SRV_AUDIT_BUF *b)
+{
+    return b != NULL && b->len >= sizeof(b->data) / 2;
 }
 
 size_t lurk_srv_audit_buf_flush(LURK_SRV_AUDIT_BUF *b)

@@ -28,10 +28,12 @@
  * is gone.  (Requests wait in socket buffers where no timestamp can be read,
  * so the length of the busy period is the measure of their wait.)
  *
- * Audit: each loop batches its audit lines (audit.c) and writes them from
- * the same lowest-priority event, once the replies are on their way; every
- * append makes sure that event is armed, and a loop writes what is left
- * when it exits (drain, SIGTERM).
+ * Audit: each loop batches its audit lines (audit.c) and writes them after
+ * its replies: from the same lowest-priority event, or, when that one
+ * starves, from normal-priority events once the batch is half full or
+ * LURK_SRV_AUDIT_MAX_AGE_MS old (a timer started with the batch), queued
+ * behind the replies' write events (on_audit_due).  A loop writes what is
+ * left when it exits (drain, SIGTERM).
  *
  * Identity: the subject CN of the verified client certificate (TCP), or
  * "uid:N" from SO_PEERCRED (unix socket, plain HTTP), fixed per connection.
@@ -132,9 +134,10 @@ struct lurk_srv_loop {
     size_t unix_cap;
     time_t last_refuse_log;
     struct event *idle_ev;           /* lowest priority: runs when idle */
-    int idle_armed;
     struct timeval busy_since;       /* start of the busy period; 0 when idle */
     LURK_SRV_AUDIT_BUF *audit;       /* this loop's audit lines */
+    struct event *audit_due;         /* batch old or full, loss untold: */
+    struct event *audit_ev;          /* then this one writes and reports */
     size_t audit_lost;               /* lost lines not reported yet */
     int audit_errno;
     time_t last_audit_log;
@@ -531,40 +534,57 @@ static void audit_report(lurk_srv_loop *l, size_t lost, int force)
     }
 }
 
-/* The idle event runs once the loop has nothing else to do. */
-static void loop_arm_idle(lurk_srv_loop *l)
+/* Writes the batch; reports lost lines, earlier ones too (audit_report). */
+static void loop_audit_flush(lurk_srv_loop *l, int force_report)
 {
-    if (!l->idle_armed) {
-        l->idle_armed = 1;
-        event_active(l->idle_ev, EV_TIMEOUT, 0);
+    static const struct timeval interval = { AUDIT_LOG_INTERVAL, 0 };
+    int had = lurk_srv_audit_buf_pending(l->audit);
+
+    audit_report(l, lurk_srv_audit_buf_flush(l->audit), force_report);
+    if (l->audit_lost > 0) {
+        evtimer_add(l->audit_due, &interval); /* to report them, idle or not */
+    } else if (had) {
+        event_del(l->audit_due); /* its batch is written */
     }
 }
 
-/* Queues a decision's line; on_idle writes it after the reply went out. */
+static void on_audit(evutil_socket_t fd, short what, void *arg)
+{
+    loop_audit_flush(arg, 0);
+}
+
+/*
+ * The batch is old or full (or a loss is untold).  This runs after the
+ * request callbacks queued before it (libevent activates timers after I/O),
+ * so before the write events those activated (send_body); audit_ev,
+ * activated now, runs after them: the batch goes out behind the replies.
+ */
+static void on_audit_due(evutil_socket_t fd, short what, void *arg)
+{
+    lurk_srv_loop *l = arg;
+
+    event_active(l->audit_ev, EV_TIMEOUT, 0);
+}
+
+/* Queues a decision's line, written after the reply: by on_idle, or by
+ * audit_ev when the loop stays busy. */
 static void loop_audit(lurk_srv_loop *l, const lurk_srv_audit_rec *rec)
 {
-    struct timeval now;
-    size_t lost;
+    static const struct timeval max_age = { 0, LURK_SRV_AUDIT_MAX_AGE_MS * 1000 };
+    int first = !lurk_srv_audit_buf_pending(l->audit);
+    size_t lost = lurk_srv_audit_buf_append(l->audit, rec);
 
-    /* the time this loop iteration started: no clock read */
-    event_base_gettimeofday_cached(l->base, &now);
-    lost = lurk_srv_audit_buf_append(l->audit, rec,
-                                     (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_usec / 1000u);
     if (lost > 0) {
         audit_report(l, lost, 0);
     }
-    if (lurk_srv_audit_buf_pending(l->audit)) {
-        loop_arm_idle(l);
+    if (first) {
+        evtimer_add(l->audit_due, &max_age);
     }
-}
-
-static void loop_audit_flush(lurk_srv_loop *l, int force_report)
-{
-    size_t lost = lurk_srv_audit_buf_flush(l->audit);
-
-    if (lost > 0 || force_report) {
-        audit_report(l, lost, force_report);
+    if (lurk_srv_audit_buf_full(l->audit)) {
+        event_active(l->audit_due, EV_TIMEOUT, 0);
     }
+    /* activating an active event changes nothing */
+    event_active(l->idle_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- requests ------------------------------------------------------------- */
@@ -643,7 +663,6 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
 {
     lurk_srv_loop *l = arg;
 
-    l->idle_armed = 0;
     timerclear(&l->busy_since);
     loop_audit_flush(l, 0);
 }
@@ -659,7 +678,7 @@ static long queued_ms(lurk_srv_loop *l)
     evutil_gettimeofday(&now, NULL);
     if (!timerisset(&l->busy_since)) {
         l->busy_since = now;
-        loop_arm_idle(l);
+        event_active(l->idle_ev, EV_TIMEOUT, 0);
         return 0;
     }
     timersub(&now, &l->busy_since, &d);
@@ -1099,9 +1118,12 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
         }
         l->ctl_ev = event_new(l->base, l->ctl[0], EV_READ | EV_PERSIST, on_ctl, l);
         l->idle_ev = event_new(l->base, -1, 0, on_idle, l);
+        l->audit_ev = event_new(l->base, -1, 0, on_audit, l);
+        l->audit_due = evtimer_new(l->base, on_audit_due, l);
         l->audit = lurk_srv_audit_buf_new(audit);
         if (l->ctl_ev == NULL || event_add(l->ctl_ev, NULL) != 0 || l->idle_ev == NULL
-            || event_priority_set(l->idle_ev, LOOP_PRIO_IDLE) != 0 || l->audit == NULL) {
+            || event_priority_set(l->idle_ev, LOOP_PRIO_IDLE) != 0 || l->audit_ev == NULL
+            || l->audit_due == NULL || l->audit == NULL) {
             lurk_why(why, whylen, "cannot create event loop %zu", i);
             goto end;
         }
@@ -1282,6 +1304,9 @@ void lurk_srv_http_free(LURK_SRV_HTTP *h)
         if (l->base != NULL) {
             event_base_loop(l->base, EVLOOP_NONBLOCK); /* deferred frees */
         }
+        if (l->audit != NULL) {
+            loop_audit_flush(l, 1); /* lines of the deferred frees, if any */
+        }
         if (l->drain_ev != NULL) {
             event_free(l->drain_ev);
         }
@@ -1290,6 +1315,12 @@ void lurk_srv_http_free(LURK_SRV_HTTP *h)
         }
         if (l->idle_ev != NULL) {
             event_free(l->idle_ev);
+        }
+        if (l->audit_ev != NULL) {
+            event_free(l->audit_ev);
+        }
+        if (l->audit_due != NULL) {
+            event_free(l->audit_due);
         }
         if (l->base != NULL) {
             event_base_free(l->base);
@@ -1300,10 +1331,7 @@ void lurk_srv_http_free(LURK_SRV_HTTP *h)
             }
         }
         free(l->unix_by_fd);
-        if (l->audit != NULL) {
-            loop_audit_flush(l, 1); /* lines of the deferred frees, if any */
-            lurk_srv_audit_buf_free(l->audit);
-        }
+        lurk_srv_audit_buf_free(l->audit);
         lurk_srv_keystore_free(l->keys);
         SSL_CTX_free(l->tls);
     }

@@ -187,9 +187,6 @@ typedef struct lurk_srv_audit_st LURK_SRV_AUDIT;
 
 /* path NULL or "-": standard error.  The file is opened O_APPEND. */
 lurk_err lurk_srv_audit_open(const char *path, LURK_SRV_AUDIT **out, char *why, size_t whylen);
-/* Thread-safe; one write(2) of one JSON line, now (for callers outside an
- * event loop; a loop batches its lines in a LURK_SRV_AUDIT_BUF). */
-void lurk_srv_audit_write(LURK_SRV_AUDIT *a, const lurk_srv_audit_rec *rec);
 /* Reopens the file (log rotation on SIGHUP); lines written from then on,
  * buffered ones included, go to the new file. */
 lurk_err lurk_srv_audit_reopen(LURK_SRV_AUDIT *a);
@@ -199,12 +196,13 @@ void lurk_srv_audit_close(LURK_SRV_AUDIT *a);
 /*
  * One event loop's batch of lines, used by that loop's thread only.  The
  * owner appends a line per decision and flushes when it has nothing else
- * to do; an append itself writes the batch out when the batch cannot take
- * another line or its oldest line is LURK_SRV_AUDIT_MAX_AGE_MS old, so
- * under sustained load a line is about that late at most.  A flush is one
- * write(2) (O_APPEND, under the log's read lock; a short write is
- * completed; to a pipe, pieces of whole lines: see audit.c).  append and flush return the number of lines a failing write
- * lost, with errno set, and 0 normally: the caller reports them.
+ * to do, when the batch is full, and LURK_SRV_AUDIT_MAX_AGE_MS after the
+ * batch's first line at the latest.  A flush is one write(2) (O_APPEND,
+ * under the log's read lock; a short write is completed; to a pipe, pieces
+ * of whole lines: see audit.c).  An append writes the batch itself, first,
+ * only when the batch cannot take another line.  append and flush return
+ * the number of lines a failing write lost, with errno set, and 0
+ * normally: the caller reports them.
  */
 #define LURK_SRV_AUDIT_MAX_AGE_MS 50
 
@@ -212,11 +210,11 @@ typedef struct lurk_srv_audit_buf_st LURK_SRV_AUDIT_BUF;
 
 /* NULL when out of memory.  The buffer does not own a. */
 LURK_SRV_AUDIT_BUF *lurk_srv_audit_buf_new(LURK_SRV_AUDIT *a);
-/* now_ms: any millisecond clock, the same for every call on b. */
-size_t lurk_srv_audit_buf_append(LURK_SRV_AUDIT_BUF *b, const lurk_srv_audit_rec *rec,
-                                 uint64_t now_ms);
+size_t lurk_srv_audit_buf_append(LURK_SRV_AUDIT_BUF *b, const lurk_srv_audit_rec *rec);
 /* 1 when lines wait for a flush. */
 int lurk_srv_audit_buf_pending(const LURK_SRV_AUDIT_BUF *b);
+/* 1 when the batch is full enough to flush soon. */
+int lurk_srv_audit_buf_full(const LURK_SRV_AUDIT_BUF *b);
 size_t lurk_srv_audit_buf_flush(LURK_SRV_AUDIT_BUF *b);
 /* Writes what is left (flush first to learn of a failure), then frees. */
 void lurk_srv_audit_buf_free(LURK_SRV_AUDIT_BUF *b);

@@ -12,6 +12,9 @@
     limits.py audit DIR PID PORT            a request's audit line is
         written promptly while the server runs; requests over several
         connections at once, then SIGTERM: one line per request, none lost
+    limits.py auditbusy DIR PORT            a request's audit line is
+        written promptly while its loop stays busy with work that writes
+        no line (so that the loop is never idle)
 """
 import json
 import os
@@ -224,6 +227,92 @@ def audit(d, pid, port, n_conns=8, per_conn=50):
           % (len(ids), k))
 
 
+class RecordConn:
+    """A TLS connection whose records are made in memory: each write() is one
+    record, so data can be queued as many tiny records at once."""
+
+    def __init__(self, ctx, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.inc, self.out, server_hostname="localhost")
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.out.read())
+                self.feed()
+        self.sock.sendall(self.out.read())
+
+    def feed(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("closed")
+        self.inc.write(data)
+
+    def records(self, chunks):
+        for c in chunks:
+            self.tls.write(c)
+        return self.out.read()
+
+    def recv(self, n):   # for read_response
+        while True:
+            try:
+                return self.tls.read(n)
+            except ssl.SSLWantReadError:
+                self.feed()
+            except ssl.SSLZeroReturnError:
+                return b""
+
+
+def auditbusy(d, port, n_conns=3, pad=50000):
+    """The idle event never runs while a socket has data left: a request
+    body sent as `pad` one-byte records keeps the loop reading a record or
+    two per connection and pass, with no audit line until the body ends."""
+    ctx = tls_context(d)
+    s = connect(ctx, port)
+    ping = b'{"PingRequest":{"RequestId":"busy-end"}}'
+    head = (b"POST /.well-known/lurk HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (pad + len(ping)))
+    conns = [RecordConn(ctx, port) for _ in range(n_conns)]
+    wires = [c.records([head] + [b" "] * pad + [ping]) for c in conns]
+    started = [threading.Event() for _ in conns]
+    done = []
+
+    def flood(i):
+        c, wire = conns[i], wires[i]
+        c.sock.sendall(wire[:65536])
+        started[i].set()
+        c.sock.sendall(wire[65536:])
+        read_response(c)
+        done.append(time.monotonic())
+
+    threads = [threading.Thread(target=flood, args=(i,)) for i in range(n_conns)]
+    for t in threads:
+        t.start()
+    for e in started:
+        e.wait(30)
+    s.sendall(request_bytes("Ping", {}, "audit-busy"))
+    status = read_response(s)[0]
+    t0 = time.monotonic()
+    busy = not done
+    while not audit_ids(d, "audit-busy") and time.monotonic() - t0 < 5:
+        time.sleep(0.005)
+    t_line = time.monotonic()
+    line_while_busy = not done
+    for t in threads:
+        t.join()
+    check(status == 200 and busy, "a request is answered while its loop is busy")
+    check(audit_ids(d, "audit-busy") == ["audit-busy"] and line_while_busy
+          and t_line - t0 < 0.5,
+          "its audit line is written while the loop stays busy (%.0f ms after the reply; "
+          "busy for %.0f ms more)" % ((t_line - t0) * 1000, ((min(done) if done else t0) - t0) * 1000))
+    check(len(done) == n_conns, "the busy connections are answered")
+    s.close()
+    for c in conns:
+        c.sock.close()
+
+
 mode = sys.argv[1]
 if mode == "overload":
     overload(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
@@ -233,4 +322,6 @@ elif mode == "header":
     header(int(sys.argv[2]), int(sys.argv[3]))
 elif mode == "audit":
     audit(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+elif mode == "auditbusy":
+    auditbusy(sys.argv[2], int(sys.argv[3]))
 sys.exit(exit_status())

@@ -6,9 +6,11 @@
 # instead of queueing, past max_connections new connections get no service,
 # and a connection that never starts TLS is closed after header_timeout.
 # Each phase starts its own server (threads = 1) and stops it by pid.
-# Last, with two loops: the audit log gets a request's line promptly, and
-# after SIGTERM exactly one line for each of many concurrent requests (each
-# loop batches its lines and writes them when idle and on exit).
+# The audit log gets a request's line promptly even while its loop never
+# goes idle (bodies trickling in as one-byte TLS records).  Last, with two
+# loops: the audit log gets a request's line promptly, and after SIGTERM
+# exactly one line for each of many concurrent requests (each loop batches
+# its lines and writes them when idle, when old, and on exit).
 set -euo pipefail
 : "${LURK_SOURCE_ROOT:?}" "${LURK_KEYSERVER:?}"
 
@@ -45,6 +47,11 @@ ks_stop
 with_limits "header_timeout = 1"
 ks_start "$dir" >/dev/null
 python3 "$py" header "$KS_PORT" 1
+ks_stop
+
+with_limits "header_timeout = 60"
+ks_start "$dir" >/dev/null
+python3 "$py" auditbusy "$dir" "$KS_PORT"
 ks_stop
 
 cp "$work/keyserver.cnf.orig" "$dir/keyserver.cnf"   # threads = 2

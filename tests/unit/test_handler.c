@@ -1045,6 +1045,8 @@ START_TEST(test_audit)
     lurk_srv_audit_rec rec;
     lurk_srv_audit_rec denied;
     LURK_SRV_AUDIT *audit = NULL;
+    LURK_SRV_AUDIT_BUF *batch = NULL;
+    char many[300];
     char why[300] = "";
     char *text = NULL;
     json_t *line = NULL;
@@ -1100,12 +1102,50 @@ START_TEST(test_audit)
 
     /* the log: one JSON line per record, rotation by reopen */
     ck_assert_int_eq(lurk_srv_audit_open(path, &audit, why, sizeof(why)), LURK_OK);
-    lurk_srv_audit_write(audit, &rec);
-    lurk_srv_audit_write(audit, &denied);
+    batch = lurk_srv_audit_buf_new(audit);
+    ck_assert_ptr_nonnull(batch);
+    ck_assert_uint_eq(lurk_srv_audit_buf_append(batch, &rec), 0);
+    ck_assert_uint_eq(lurk_srv_audit_buf_append(batch, &denied), 0);
+    ck_assert(lurk_srv_audit_buf_pending(batch));
+    ck_assert_uint_eq(lurk_srv_audit_buf_flush(batch), 0);
+    ck_assert(!lurk_srv_audit_buf_pending(batch));
     ck_assert_int_eq(rename(path, rotated), 0);
-    lurk_srv_audit_write(audit, &rec); /* still into the renamed file */
-    ck_assert_int_eq(lurk_srv_audit_reopen(audit), LURK_OK);
-    lurk_srv_audit_write(audit, &denied);
+    ck_assert_uint_eq(lurk_srv_audit_buf_append(batch, &rec), 0);
+    ck_assert_uint_eq(lurk_srv_audit_buf_flush(batch), 0); /* still into the renamed file */
+    ck_assert_uint_eq(lurk_srv_audit_buf_append(batch, &denied), 0);
+    ck_assert_int_eq(lurk_srv_audit_reopen(audit), LURK_OK); /* buffered: the new file */
+    lurk_srv_audit_buf_free(batch);
+    batch = NULL;
+
+    /* a batch nobody flushes: full, then written by append, no line lost */
+    snprintf(many, sizeof(many), "%s/many.log", dir);
+    {
+        LURK_SRV_AUDIT *a = NULL;
+        FILE *f;
+        int full = 0;
+        int lines = 0;
+        int ch;
+
+        ck_assert_int_eq(lurk_srv_audit_open(many, &a, why, sizeof(why)), LURK_OK);
+        batch = lurk_srv_audit_buf_new(a);
+        ck_assert_ptr_nonnull(batch);
+        for (int i = 0; i < 2000; i++) {
+            ck_assert_uint_eq(lurk_srv_audit_buf_append(batch, &rec), 0);
+            full |= lurk_srv_audit_buf_full(batch);
+        }
+        ck_assert(full);
+        lurk_srv_audit_buf_free(batch);
+        batch = NULL;
+        lurk_srv_audit_close(a);
+        f = fopen(many, "r");
+        ck_assert_ptr_nonnull(f);
+        for (ch = getc(f); ch != EOF; ch = getc(f)) {
+            lines += ch == '\n';
+        }
+        fclose(f);
+        ck_assert_int_eq(lines, 2000);
+        unlink(many);
+    }
     lurk_srv_audit_close(audit);
 
     text = read_file(rotated);
