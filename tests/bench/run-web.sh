@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# Web benchmark: one nginx (1 worker), the same key served two ways side by
+# Web benchmark: one nginx (1 worker, or BENCH_WORKERS), the same key served two ways side by
 # side in the same run: as a local PEM file, and through lurk (a key
 # reference; the signature or decryption is made by lurk-keyserver on
 # 127.0.0.1).  For RSA-2048 and P-256, TLS 1.3 and TLS 1.2 (ECDHE), full
@@ -17,6 +17,7 @@
 #   BENCH_SECONDS   duration of each run (5)
 #   BENCH_THREADS   concurrent client connections (4)
 #   BENCH_MAX       handshake cap per run (200000)
+#   BENCH_WORKERS   nginx worker processes (1)
 #   LURK_BUILD_DIR  build dir (build)
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,6 +27,7 @@ export LURK_BUILD_ROOT=${LURK_BUILD_ROOT:-$build}
 SECS=${BENCH_SECONDS:-5}
 THREADS=${BENCH_THREADS:-4}
 MAX=${BENCH_MAX:-200000}
+WORKERS=${BENCH_WORKERS:-1}
 LOAD=$LURK_BUILD_ROOT/tests/bench/handshake_load
 
 # shellcheck source=../web/lib.sh
@@ -50,7 +52,7 @@ for k in rsa2048 p256; do
 done
 {
     cat <<EOF
-worker_processes 1;
+worker_processes $WORKERS;
 pid logs/nginx.pid;
 error_log logs/error.log warn;
 env OPENSSL_CONF;
@@ -127,8 +129,8 @@ run() {
     fi
 }
 
-printf '\nnginx 1.22, 1 worker; handshake_load: %s threads, %s s per run, full handshakes only\n' \
-    "$THREADS" "$SECS"
+printf '\nnginx %s, %s worker(s); handshake_load: %s threads, %s s per run, full handshakes only\n' \
+    "$(nginx -v 2>&1 | sed 's|.*/||')" "$WORKERS" "$THREADS" "$SECS"
 printf 'CPU = utime+stime per handshake (ms): local = nginx worker; lurk = nginx worker + lurk-keyserver\n'
 printf 'latency = connect + handshake (ms), client side\n\n'
 fmt='%-22s | %10s | %9s | %5s | %9s | %-21s | %5s | %-15s | %-15s | %s\n'
