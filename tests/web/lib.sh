@@ -291,6 +291,66 @@ web_audit_wait() {
     ks_audit_wait "\"$1\"" "$2" "$KS_AUDIT" 2>/dev/null
 }
 
+# ---- reload under load -----------------------------------------------------
+
+# web_reload_under_load LABEL PORT MASTER_PID N_WORKERS DIAG_FILE RELOAD_CMD...
+# 200 curl requests to PORT, one after another, while RELOAD_CMD runs twice
+# (after the 50th and the 120th answer): none may fail and the key server
+# must log one Sign per request.  Then waits for MASTER_PID's N_WORKERS new
+# workers and sets WORKERS to them.  DIAG_FILE's tail goes with a failure.
+web_reload_under_load() {
+    local label=$1 port=$2 master=$3 nworkers=$4 diag=$5
+    shift 5
+    local n=200 out=$WEB_WORK/load.out s0 load_pid reloads=0 at i got ds
+    local -a new=()
+    : >"$out"
+    s0=$(web_audit_count Sign)
+    timeout 120 bash -c '
+        for i in $(seq 1 '"$n"'); do
+            if curl -s --max-time 5 --cacert "$1" --resolve "localhost:$2:127.0.0.1" \
+                "https://localhost:$2/" | grep -q "lurk ok"; then
+                echo ok
+            else
+                echo "fail $i"
+            fi
+        done >>"$3"' _ "$KS_DIR/ca.crt" "$port" "$out" &
+    load_pid=$!
+    web_track "$load_pid"
+    for at in 50 120; do
+        for i in $(seq 1 300); do
+            [ "$(wc -l <"$out")" -ge "$at" ] && break
+            web_alive "$load_pid" || break
+            sleep 0.05
+        done
+        if "$@" >>"$WEB_WORK/reload.out" 2>&1; then
+            reloads=$((reloads + 1))
+        fi
+    done
+    wait "$load_pid"
+    got=$(grep -c '^ok' "$out")
+    web_audit_wait Sign $((s0 + n))
+    sleep 0.2
+    ds=$(($(web_audit_count Sign) - s0))
+    if [ "$reloads" -eq 2 ] && [ "$got" -eq "$n" ] && [ "$ds" -eq "$n" ]; then
+        ok "2 reloads ($label) under $n requests: none lost, $ds Sign lines"
+    else
+        fail "2 reloads under load: $reloads reloads, $got/$n requests ok, $ds Sign lines" \
+            "$(grep -v '^ok' "$out" | head -n 5; tail -n 5 "$diag")"
+    fi
+    # wait for the old workers to leave, then take the new ones
+    for i in $(seq 1 100); do
+        mapfile -t new < <(web_children "$master")
+        [ "${#new[@]}" -eq "$nworkers" ] && break
+        sleep 0.1
+    done
+    if [ "${#new[@]}" -eq "$nworkers" ] && [ "${new[*]}" != "${WORKERS[*]}" ]; then
+        ok "reload replaced the workers: ${new[*]}"
+    else
+        fail "reload replaced the workers" "before: ${WORKERS[*]} after: ${new[*]:-}"
+    fi
+    WORKERS=("${new[@]}")
+}
+
 # ---- TLS clients ------------------------------------------------------------
 # Each takes PORT then client options, makes one full handshake, verifies the
 # chain against the dev CA and the name localhost, and leaves its output in

@@ -218,55 +218,7 @@ own_connections() {
 check "each worker has its own key-server connection, the master none" own_connections
 
 # ---- reload under load ------------------------------------------------------
-LOAD_N=200
-LOAD_OUT=$WEB_WORK/load.out
-: >"$LOAD_OUT"
-s0=$(web_audit_count Sign)
-timeout 120 bash -c '
-    for i in $(seq 1 '"$LOAD_N"'); do
-        if curl -s --max-time 5 --cacert "$1" --resolve "localhost:$2:127.0.0.1" \
-            "https://localhost:$2/" | grep -q "lurk ok"; then
-            echo ok
-        else
-            echo "fail $i"
-        fi
-    done >>"$3"' _ "$KS_DIR/ca.crt" "$P_P256" "$LOAD_OUT" &
-LOAD_PID=$!
-web_track "$LOAD_PID"
-reloads=0
-for at in 50 120; do
-    for i in $(seq 1 300); do
-        [ "$(wc -l <"$LOAD_OUT")" -ge "$at" ] && break
-        web_alive "$LOAD_PID" || break
-        sleep 0.05
-    done
-    if ngx -s reload >>"$WEB_WORK/reload.out" 2>&1; then
-        reloads=$((reloads + 1))
-    fi
-done
-wait "$LOAD_PID"
-got=$(grep -c '^ok' "$LOAD_OUT")
-web_audit_wait Sign $((s0 + LOAD_N))
-sleep 0.2
-ds=$(($(web_audit_count Sign) - s0))
-if [ "$reloads" -eq 2 ] && [ "$got" -eq "$LOAD_N" ] && [ "$ds" -eq "$LOAD_N" ]; then
-    ok "2 reloads under $LOAD_N requests: none lost, $ds Sign lines"
-else
-    fail "2 reloads under load: $reloads reloads, $got/$LOAD_N requests ok, $ds Sign lines" \
-        "$(grep -v '^ok' "$LOAD_OUT" | head -n 5; cat "$WEB_WORK/reload.out")"
-fi
-# wait for the old workers to leave, then take the new ones
-for i in $(seq 1 100); do
-    mapfile -t NEW_WORKERS < <(web_children "$NGX_PID")
-    [ "${#NEW_WORKERS[@]}" -eq 2 ] && break
-    sleep 0.1
-done
-if [ "${#NEW_WORKERS[@]}" -eq 2 ] && [ "${NEW_WORKERS[*]}" != "${WORKERS[*]}" ]; then
-    ok "reload replaced the workers: ${NEW_WORKERS[*]}"
-else
-    fail "reload replaced the workers" "before: ${WORKERS[*]} after: ${NEW_WORKERS[*]:-}"
-fi
-WORKERS=("${NEW_WORKERS[@]}")
+web_reload_under_load "nginx -s reload" "$P_P256" "$NGX_PID" 2 "$WEB_WORK/reload.out" ngx -s reload
 hs "after reload: p384 TLS1.3" Sign p384 '' web_s_client "$P_P384" -tls1_3
 
 # ---- key server hung (SIGSTOP): the request times out ----------------------
