@@ -17,12 +17,7 @@ web_require openssl curl python3 timeout
 web_require_build
 CONF=$LURK_SOURCE_ROOT/conf
 
-if ! web_ks_setup >"$WEB_WORK/setup.log" 2>&1; then
-    fail "key server setup" "$WEB_WORK/setup.log"
-    web_finish
-    exit 1
-fi
-ok "key server on 127.0.0.1:$KS_PORT (pid $KS_PID)"
+web_ks_setup_or_exit
 # workers of nginx/haproxy run unprivileged: let them walk to their files
 chmod 0711 "$WEB_WORK"
 

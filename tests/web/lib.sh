@@ -265,6 +265,16 @@ web_ks_setup() {
     web_write_ossl_cnf
 }
 
+# web_ks_setup for a test script: a failure fails the test and exits.
+web_ks_setup_or_exit() {
+    if ! web_ks_setup >"$WEB_WORK/setup.log" 2>&1; then
+        fail "key server setup" "$WEB_WORK/setup.log"
+        web_finish
+        exit 1
+    fi
+    ok "key server on 127.0.0.1:$KS_PORT (pid $KS_PID)"
+}
+
 # Restarts the key server on the same port (after web_ks_kill).
 web_ks_restart() {
     "$LURK_KEYSERVER" --config "$KS_DIR/keyserver.cnf" --listen "127.0.0.1:$KS_PORT" \

@@ -29,12 +29,7 @@ web_require nginx openssl curl gnutls-cli ss python3 timeout
 web_require_build
 [ "$(id -u)" -eq 0 ] || web_skip "needs root (workers drop to nobody)"
 
-if ! web_ks_setup >"$WEB_WORK/setup.log" 2>&1; then
-    fail "key server setup" "$WEB_WORK/setup.log"
-    web_finish
-    exit 1
-fi
-ok "key server on 127.0.0.1:$KS_PORT (pid $KS_PID)"
+web_ks_setup_or_exit
 
 P_RSA=$(web_free_port)
 P_P256=$(web_free_port)
