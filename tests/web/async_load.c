@@ -9,7 +9,8 @@
  * HTTP request whose answer must contain --expect.  Every connection has its
  * own deadline (--timeout-ms from its connect).  With --abort-ms, each
  * connection is instead closed that long after its connect, mid-handshake
- * (for abandoned-job tests); one that finished first counts as ok.
+ * (for abandoned-job tests); one that finished first counts as ok.  With
+ * --max-failures N, no connection is started after the Nth failure.
  *
  * Output: one summary line on stdout,
  *
@@ -70,6 +71,7 @@ typedef struct {
     long timeout_ms;
     long abort_ms;
     int expect_fail;
+    int max_failures;
     int verbose;
 } al_opts;
 
@@ -265,7 +267,8 @@ static void al_usage(void)
             "usage: async_load --port PORT --ca FILE [--host 127.0.0.1] [--name localhost]\n"
             "         [--count N] [--concurrency C] [--tls1.2|--tls1.3] [--sigalgs S]\n"
             "         [--cipher C] [--groups G] [--request TEXT] [--expect TEXT]\n"
-            "         [--timeout-ms MS] [--abort-ms MS] [--expect-fail] [-v]\n");
+            "         [--timeout-ms MS] [--abort-ms MS] [--expect-fail]\n"
+            "         [--max-failures N] [-v]\n");
 }
 
 int main(int argc, char **argv)
@@ -287,11 +290,12 @@ int main(int argc, char **argv)
         { "timeout-ms", required_argument, NULL, 't' },
         { "abort-ms", required_argument, NULL, 'a' },
         { "expect-fail", no_argument, NULL, 'F' },
+        { "max-failures", required_argument, NULL, 'M' },
         { "verbose", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
     al_opts o = { "127.0.0.1", 0, "localhost", NULL, 0, NULL, NULL, NULL, NULL, NULL,
-                  64, 64, 10000, 0, 0, 0 };
+                  64, 64, 10000, 0, 0, 0, 0 };
     al_conn *conns = NULL;
     struct pollfd *pfds = NULL;
     int *pidx = NULL;
@@ -318,6 +322,7 @@ int main(int argc, char **argv)
         case 't': o.timeout_ms = atol(optarg); break;
         case 'a': o.abort_ms = atol(optarg); break;
         case 'F': o.expect_fail = 1; break;
+        case 'M': o.max_failures = atoi(optarg); break;
         case 'v': o.verbose = 1; break;
         default: al_usage(); return 2;
         }
@@ -375,7 +380,8 @@ int main(int argc, char **argv)
             int r;
 
             if (c->st == AL_FREE) {
-                if (started >= o.count) {
+                if (started >= o.count
+                    || (o.max_failures > 0 && failed >= o.max_failures)) {
                     continue;
                 }
                 started++;
@@ -437,7 +443,8 @@ int main(int argc, char **argv)
                 }
             }
         }
-        if (active == 0 && started >= o.count) {
+        if (active == 0
+            && (started >= o.count || (o.max_failures > 0 && failed >= o.max_failures))) {
             break;
         }
         if (np > 0 && poll(pfds, (nfds_t)np, (int)wait_ms) < 0 && errno != EINTR) {
