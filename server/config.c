@@ -30,10 +30,12 @@
 #define MAX_BODY_MIN 1024
 #define MAX_BODY_CAP (1024 * 1024)
 #define MAX_TIMEOUT 86400
+#define QUEUE_MAX_MS_CAP 60000
 
 static const char *const server_keys[] = {
     "listen", "unix_socket", "tls_cert", "tls_key", "client_ca", "threads",
-    "max_connections", "max_body", "header_timeout", "idle_timeout", "audit_log",
+    "max_connections", "max_body", "header_timeout", "idle_timeout", "queue_max_ms",
+    "audit_log",
     "key_dir", "key_dir_passphrase_file", "keys", NULL,
 };
 
@@ -457,6 +459,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
     conf->max_body = 65536;
     conf->header_timeout = 5;
     conf->idle_timeout = 60;
+    conf->queue_max_ms = 100;
     conf->path = strdup(path);
     conf->dir = conf_dir(path);
     conf->audit_log = strdup("-");
@@ -532,7 +535,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
         }
         if (strcmp(name, "threads") == 0 || strcmp(name, "max_connections") == 0
             || strcmp(name, "max_body") == 0 || strcmp(name, "header_timeout") == 0
-            || strcmp(name, "idle_timeout") == 0) {
+            || strcmp(name, "idle_timeout") == 0 || strcmp(name, "queue_max_ms") == 0) {
             long lo = 1;
             long hi = MAX_TIMEOUT;
 
@@ -544,6 +547,8 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
             } else if (strcmp(name, "max_body") == 0) {
                 lo = MAX_BODY_MIN;
                 hi = MAX_BODY_CAP;
+            } else if (strcmp(name, "queue_max_ms") == 0) {
+                hi = QUEUE_MAX_MS_CAP;
             }
             if (!parse_int(v->value, lo, hi, &num)) {
                 lurk_why(why, whylen, "%s: '%s' is not an integer in %ld..%ld", at, v->value, lo,
@@ -558,6 +563,8 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
                 conf->max_body = (size_t)num;
             } else if (strcmp(name, "header_timeout") == 0) {
                 conf->header_timeout = (int)num;
+            } else if (strcmp(name, "queue_max_ms") == 0) {
+                conf->queue_max_ms = (int)num;
             } else {
                 conf->idle_timeout = (int)num;
             }

@@ -1,45 +1,79 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * http.c - the key server's network front: listeners, mutual TLS, event
- * loops, limits and peer identity.  It hands each request body to the pure
- * handler and writes what comes back; it knows no field of the protocol.
+ * http.c - the key server's network front: listeners, mutual TLS, HTTP/1.1,
+ * event loops, limits, queueing and peer identity.  It hands each request
+ * body to the pure handler and writes what comes back; it knows no field of
+ * the protocol.  The request head parser is http1.c.
  *
- * Threads: `threads` event loops, each with its own event_base, evhttp and
+ * Threads: `threads` event loops, each with its own event_base and
  * listening sockets (SO_REUSEPORT, so the kernel spreads connections and no
  * loop ever touches another's state).  The main thread talks to a loop
- * only through the loop's control pipe.
+ * only through the loop's control pipe.  Each connection is a socket, an
+ * SSL (TCP) and plain byte buffers: no bufferevent, no evhttp (libevent
+ * 2.1's evhttp reads a connection's next request only once the previous
+ * reply has been written, one write per reply, so pipelining bought
+ * nothing; measured in the commit that replaced it).
+ *
+ * A request's life: the read callback reads what the socket has (a bounded
+ * number of records), parses every complete request out of it (http1.c),
+ * and queues each on its connection with the time its bytes were read.  No
+ * handler runs there.  The work runs in slices (on_work): one request per
+ * connection in turn, connections that just became busy first (a queue of
+ * new connections before the queue of those with a backlog, as fq_codel's
+ * new flows), for at most SLICE_US (or SLICE_MAX requests), then every
+ * connection the slice answered gets its replies in one SSL_write (one TLS
+ * record up to 16 KiB, one write(2)).  A slice that leaves work re-arms
+ * itself as a zero timer, so epoll runs between slices and requests that
+ * arrived meanwhile are read and timestamped within one slice; a slice
+ * started by a read runs in the same loop iteration, after the reads.  So
+ * a long operation (an RSA-4096 sign) delays requests of other connections
+ * by about one operation, and a pipelining connection cannot make the
+ * others wait behind its whole burst.
+ *
+ * Shedding: a request that waited longer than queue_max_ms between the
+ * read of its bytes and the start of its turn is answered 503 with
+ * Retry-After, cheaply, instead of being worked on late.  The wait in the
+ * kernel's socket buffer is not seen, but it is at most one slice.
+ *
+ * Limits: header_timeout (TLS handshake plus the first request),
+ * idle_timeout (no bytes in or out while no request of the connection
+ * waits for us), max_body (a LurkResponse 413; a body up to twice the
+ * limit is read and dropped and the connection kept, a larger one closes
+ * it), request head size (LURK_HTTP1_MAX_HEAD), requests queued per
+ * connection (QUEUE_HIGH: reading stops until the queue halves) and
+ * replies not yet taken by the client (OUT_HIGH: the connection is not
+ * served until they drain), max_connections (counted over all loops; a
+ * connection past the cap is closed at once, before any TLS work).  Every
+ * refusal the front makes is a LurkResponse (lurk_srv_error_response) with
+ * its audit line; a malformed or ambiguous head is a 400 and closes the
+ * connection (nothing after it can be framed).  A connection we close
+ * after a reply is half-closed and drained for LINGER_MS, so that the
+ * reply is not lost to a reset.
  *
  * Reload: the current key store, TLS context and limits sit behind one
  * mutex with a generation number.  A loop holds its own reference to each
- * and refreshes them when the generation moves (checked per connection and
- * per request with one atomic load; the control pipe makes idle loops drop
- * old keys at once).  A request is handled synchronously inside its loop,
- * so the loop's reference keeps the key store alive for the whole call.
+ * and refreshes them when the generation moves (checked per accept and per
+ * slice with one atomic load; the control pipe makes idle loops drop old
+ * keys at once).  A request is handled synchronously inside its loop, so
+ * the loop's reference keeps the key store alive for the whole call.
  *
- * Limits: body size (evhttp; a LurkResponse 413 up to twice max_body, a bare
- * 413 and close beyond), header_timeout (TLS handshake plus the first
- * request), idle_timeout (evhttp inactivity), max_connections (counted over
- * all loops; a connection past the cap is closed at once, before any TLS
- * work), and queueing delay: once a loop has been busy without a pause for
- * more than QUEUE_MAX_MS, the requests it reads are answered 503 with
- * Retry-After instead of being worked on, until it catches up.  "Without a
- * pause" is told by an event of the lowest priority, which libevent runs
- * only when the loop has nothing else to do: that is the moment the backlog
- * is gone.  (Requests wait in socket buffers where no timestamp can be read,
- * so the length of the busy period is the measure of their wait.)
+ * Drain (SIGTERM): listeners close, idle connections close, the others get
+ * their queued requests answered, the last reply with Connection: close,
+ * until none is left or drain_ms passed.
  *
  * Audit: each loop batches its audit lines (audit.c) and writes them after
- * its replies: from the same lowest-priority event, or, when that one
- * starves, from normal-priority events once the batch is half full or
- * LURK_SRV_AUDIT_MAX_AGE_MS old (a timer started with the batch), queued
- * behind the replies' write events (on_audit_due).  A loop writes what is
- * left when it exits (drain, SIGTERM).
+ * its replies: from an event of the lowest priority, which libevent runs
+ * only when the loop has nothing else to do, or, when that one starves,
+ * once the batch is half full or LURK_SRV_AUDIT_MAX_AGE_MS old (a timer
+ * started with the batch).  A loop writes what is left when it exits.
  *
  * Identity: the subject CN of the verified client certificate (TCP), or
  * "uid:N" from SO_PEERCRED (unix socket, plain HTTP), fixed per connection.
  */
 #include "srv_front.h"
+#include "srv_http1.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -48,6 +82,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,65 +93,112 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/bufferevent_struct.h> /* ev_write: see send_body */
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #define LISTEN_BACKLOG 1024
-#define MAX_HEADERS_SIZE 8192
-#define QUEUE_MAX_MS 1000          /* busy longer without a pause: 503 */
+#define ACCEPT_MAX 32              /* accepts per listener callback */
+#define LOOP_PRIO_WORK 1           /* I/O, timers and slices: libevent's default */
 #define LOOP_PRIO_IDLE 2
 #define RETRY_AFTER_MS 1000
 #define DRAIN_TICK_MS 50
+#define LINGER_MS 1000
 #define REFUSE_LOG_INTERVAL 10     /* seconds between "connection cap" warnings */
 #define AUDIT_LOG_INTERVAL 10      /* seconds between "audit log" errors */
+#define SLICE_US 1000              /* work per slice before epoll runs again */
+#define SLICE_MAX 256              /* requests per slice */
+#define READS_MAX 16               /* reads (TLS records) per read callback */
+#define READ_CHUNK 16384           /* room made before each read: one record */
+#define QUEUE_HIGH 256             /* requests queued on a connection: stop reading */
+#define OUT_HIGH (256 * 1024)      /* unsent reply bytes: stop serving the connection */
 
 static const char session_ctx_id[] = "lurk-keyserver";
 
 typedef struct lurk_srv_loop lurk_srv_loop;
+typedef struct lurk_srv_conn lurk_srv_conn;
 
-/* One client connection; TLS ones live exactly as long as their SSL. */
-typedef struct lurk_srv_conn {
+/* One parsed request, queued on its connection. */
+typedef struct lurk_srv_req {
+    struct lurk_srv_req *next;
+    uint64_t t_read;           /* when its last bytes were read (ns, monotonic) */
+    lurk_err err;              /* LURK_OK: for the handler; else refused */
+    const char *why;           /* the refusal's description (static) */
+    unsigned flags;
+    size_t len;
+    char body[];
+} lurk_srv_req;
+
+#define REQ_CLOSE 1u           /* close the connection after the reply */
+#define REQ_HEAD 2u            /* HEAD: the reply has no body */
+#define REQ_ALLOW_POST 4u      /* the reply names the allowed method */
+#define REQ_KEEP_ALIVE 8u      /* HTTP/1.0 with Connection: keep-alive */
+
+enum { CONN_HANDSHAKE = 0, CONN_OPEN, CONN_LINGER };
+enum { RUNQ_NONE = 0, RUNQ_NEW, RUNQ_OLD };
+
+struct lurk_srv_conn {
     lurk_srv_loop *loop;
-    struct lurk_srv_conn *prev;
-    struct lurk_srv_conn *next;
-    struct bufferevent *bev;
-    struct evhttp_connection *evcon;  /* unix: set at the first request */
-    struct event *ev;                 /* start-up, then header deadline */
-    int linked;
-    int refused;
-    int started;
-    int have_peer;
-    int is_unix;
-    int fd;                           /* unix only */
+    lurk_srv_conn *prev;           /* the loop's connections */
+    lurk_srv_conn *next;
+    lurk_srv_conn *rprev;          /* the run queue it is on (runq) */
+    lurk_srv_conn *rnext;
+    int runq;
+    int dirty;                     /* answered in this slice, not flushed */
+    int fd;
+    SSL *ssl;                      /* NULL: unix socket, plain */
+    struct event *rev;
+    struct event *wev;
+    struct event *tev;             /* header deadline, idle timeout, linger */
+    int state;
+    int reading;                   /* rev is added */
+    int writing;                   /* wev is added */
+    int read_wants_write;
+    int write_wants_read;
+    int rd_done;                   /* no more requests: EOF, error, close */
+    int closing;                   /* close once the replies are out */
+    int peer_eof;
+    int got_first;                 /* a whole request arrived: header deadline met */
+    int sent_continue;
+    uint64_t last_active;
+    char *in;
+    size_t in_len;
+    size_t in_cap;
+    size_t discard;                /* body bytes of a refused request to skip */
+    lurk_srv_req *q_head;
+    lurk_srv_req *q_tail;
+    size_t q_n;
+    char *out;
+    size_t out_off;
+    size_t out_len;
+    size_t out_cap;
     lurk_srv_peer peer;
     char identity[128];
     char address[64];
-} lurk_srv_conn;
+};
 
 typedef struct {
     size_t max_body;
     int header_timeout;
     int idle_timeout;
+    int queue_max_ms;
 } limits;
+
+typedef struct {
+    lurk_srv_loop *loop;
+    int fd;
+    int is_unix;
+    struct event *ev;
+} listener;
 
 struct lurk_srv_loop {
     LURK_SRV_HTTP *srv;
     size_t index;
     struct event_base *base;
-    struct evhttp *https;
-    struct evhttp *plain;            /* unix socket, loop 0 only */
-    struct evhttp_bound_socket *bound[LURK_SRV_MAX_LISTEN + 1];
-    struct evhttp *bound_http[LURK_SRV_MAX_LISTEN + 1];
-    size_t n_bound;
+    listener lst[LURK_SRV_MAX_LISTEN + 1];
+    size_t n_lst;
     int ctl[2];
     struct event *ctl_ev;
     struct event *drain_ev;
@@ -130,15 +212,23 @@ struct lurk_srv_loop {
     limits lim;
     lurk_srv_conn *conns;
     size_t n_conns;
-    lurk_srv_conn **unix_by_fd;
-    size_t unix_cap;
     time_t last_refuse_log;
-    struct event *idle_ev;           /* lowest priority: runs when idle */
-    struct timeval busy_since;       /* start of the busy period; 0 when idle */
-    LURK_SRV_AUDIT_BUF *audit;       /* this loop's audit lines */
-    struct event *audit_due;         /* batch old or full, loss untold: */
-    struct event *audit_ev;          /* then this one writes and reports */
-    size_t audit_lost;               /* lost lines not reported yet */
+    lurk_srv_conn *new_head;       /* run queues: new first, then old */
+    lurk_srv_conn *new_tail;
+    lurk_srv_conn *old_head;
+    lurk_srv_conn *old_tail;
+    struct event *work_ev;         /* one slice of work */
+    int work_sched;
+    int in_work;
+    lurk_srv_conn *dirty[SLICE_MAX];
+    size_t n_dirty;
+    time_t date_sec;               /* the Date header, once a second */
+    char date[40];
+    struct event *idle_ev;         /* lowest priority: runs when idle */
+    LURK_SRV_AUDIT_BUF *audit;     /* this loop's audit lines */
+    struct event *audit_due;       /* batch old or full, loss untold: */
+    struct event *audit_ev;        /* then this one writes and reports */
+    size_t audit_lost;             /* lost lines not reported yet */
     int audit_errno;
     time_t last_audit_log;
 };
@@ -161,13 +251,42 @@ struct lurk_srv_http_st {
     int stopped;
 };
 
-static int conn_idx = -1;
-
 /* ---- small helpers -------------------------------------------------------- */
 
-static void free_body(const void *data, size_t len, void *arg)
+static uint64_t now_ns(void)
 {
-    free((void *)data);
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void ms_to_tv(uint64_t ms, struct timeval *tv)
+{
+    tv->tv_sec = (time_t)(ms / 1000);
+    tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
+}
+
+/* Room for n more bytes in *buf (capacity *cap, used len). */
+static int grow(char **buf, size_t *cap, size_t len, size_t n)
+{
+    size_t want = len + n;
+    size_t c = *cap != 0 ? *cap : 4096;
+    char *p;
+
+    if (want <= *cap) {
+        return 1;
+    }
+    while (c < want) {
+        c *= 2;
+    }
+    p = realloc(*buf, c);
+    if (p == NULL) {
+        return 0;
+    }
+    *buf = p;
+    *cap = c;
+    return 1;
 }
 
 /* ---- TLS ------------------------------------------------------------------ */
@@ -244,25 +363,10 @@ end:
 
 /* ---- connections ---------------------------------------------------------- */
 
-static void conn_unlink(lurk_srv_conn *c)
-{
-    lurk_srv_loop *l = c->loop;
-
-    if (!c->linked) {
-        return;
-    }
-    if (c->prev != NULL) {
-        c->prev->next = c->next;
-    } else {
-        l->conns = c->next;
-    }
-    if (c->next != NULL) {
-        c->next->prev = c->prev;
-    }
-    c->linked = 0;
-    l->n_conns--;
-    atomic_fetch_sub_explicit(&l->srv->conns, 1, memory_order_relaxed);
-}
+static void loop_refresh(lurk_srv_loop *l);
+static void loop_audit(lurk_srv_loop *l, const lurk_srv_audit_rec *rec);
+static void conn_on_read(lurk_srv_conn *c);
+static int conn_flush(lurk_srv_conn *c);
 
 static void conn_link(lurk_srv_conn *c)
 {
@@ -274,155 +378,224 @@ static void conn_link(lurk_srv_conn *c)
         l->conns->prev = c;
     }
     l->conns = c;
-    c->linked = 1;
     l->n_conns++;
+}
+
+static void conn_unlink(lurk_srv_conn *c)
+{
+    lurk_srv_loop *l = c->loop;
+
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        l->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    l->n_conns--;
+    atomic_fetch_sub_explicit(&l->srv->conns, 1, memory_order_relaxed);
+}
+
+static void runq_remove(lurk_srv_conn *c)
+{
+    lurk_srv_loop *l = c->loop;
+    lurk_srv_conn **head = c->runq == RUNQ_NEW ? &l->new_head : &l->old_head;
+    lurk_srv_conn **tail = c->runq == RUNQ_NEW ? &l->new_tail : &l->old_tail;
+
+    if (c->runq == RUNQ_NONE) {
+        return;
+    }
+    if (c->rprev != NULL) {
+        c->rprev->rnext = c->rnext;
+    } else {
+        *head = c->rnext;
+    }
+    if (c->rnext != NULL) {
+        c->rnext->rprev = c->rprev;
+    } else {
+        *tail = c->rprev;
+    }
+    c->rprev = c->rnext = NULL;
+    c->runq = RUNQ_NONE;
+}
+
+static void runq_push(lurk_srv_conn *c, int which)
+{
+    lurk_srv_loop *l = c->loop;
+    lurk_srv_conn **head = which == RUNQ_NEW ? &l->new_head : &l->old_head;
+    lurk_srv_conn **tail = which == RUNQ_NEW ? &l->new_tail : &l->old_tail;
+
+    c->rnext = NULL;
+    c->rprev = *tail;
+    if (*tail != NULL) {
+        (*tail)->rnext = c;
+    } else {
+        *head = c;
+    }
+    *tail = c;
+    c->runq = which;
+}
+
+static lurk_srv_conn *runq_pop(lurk_srv_loop *l)
+{
+    lurk_srv_conn *c = l->new_head != NULL ? l->new_head : l->old_head;
+
+    if (c != NULL) {
+        runq_remove(c);
+    }
+    return c;
+}
+
+/* A slice now (from a read: after this iteration's other reads), or in the
+ * next iteration, after epoll (from a slice). */
+static void loop_schedule(lurk_srv_loop *l)
+{
+    static const struct timeval zero = { 0, 0 };
+
+    if (l->work_sched) {
+        return;
+    }
+    l->work_sched = 1;
+    if (l->in_work) {
+        evtimer_add(l->work_ev, &zero);
+    } else {
+        event_active(l->work_ev, EV_TIMEOUT, 0);
+    }
+}
+
+static size_t conn_unsent(const lurk_srv_conn *c)
+{
+    return c->out_len - c->out_off;
+}
+
+/* Puts a connection with queued requests on a run queue, when it may be served. */
+static void conn_make_runnable(lurk_srv_conn *c, int which)
+{
+    if (c->runq != RUNQ_NONE || c->q_n == 0 || c->state != CONN_OPEN
+        || conn_unsent(c) >= OUT_HIGH) {
+        return;
+    }
+    runq_push(c, which);
+    loop_schedule(c->loop);
+}
+
+static void set_ev(struct event *ev, int *on, int want)
+{
+    if (want && !*on) {
+        event_add(ev, NULL);
+        *on = 1;
+    } else if (!want && *on) {
+        event_del(ev);
+        *on = 0;
+    }
+}
+
+/* Read interest: open, not done, queue and unsent replies under their marks. */
+static void conn_update_read(lurk_srv_conn *c)
+{
+    int want;
+
+    if (c->state == CONN_OPEN) {
+        want = !c->rd_done && !c->closing && c->q_n < QUEUE_HIGH && conn_unsent(c) < OUT_HIGH;
+        /* once stopped, wait until the queue has halved */
+        if (want && !c->reading && c->q_n > QUEUE_HIGH / 2) {
+            want = 0;
+        }
+    } else {
+        want = 1; /* handshake, linger */
+    }
+    set_ev(c->rev, &c->reading, want);
 }
 
 static void conn_free(lurk_srv_conn *c)
 {
+    lurk_srv_req *r;
+
     if (c == NULL) {
         return;
     }
+    runq_remove(c);
     conn_unlink(c);
-    if (c->ev != NULL) {
-        event_free(c->ev);
+    while ((r = c->q_head) != NULL) {
+        c->q_head = r->next;
+        free(r);
     }
+    if (c->rev != NULL) {
+        event_free(c->rev);
+    }
+    if (c->wev != NULL) {
+        event_free(c->wev);
+    }
+    if (c->tev != NULL) {
+        event_free(c->tev);
+    }
+    SSL_free(c->ssl);
+    ERR_clear_error();
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    free(c->in);
+    free(c->out);
     free(c);
 }
 
-/* SSL ex_data destructor: a TLS connection ends when libevent frees its SSL. */
-static void conn_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-                         void *argp)
+/* The replies are out and nothing more will be read: half-close, then
+ * drop what the client still sends for LINGER_MS (or until its EOF), so
+ * that unread input does not turn our close into a reset that destroys
+ * the reply in flight. */
+static void conn_linger(lurk_srv_conn *c)
 {
-    conn_free(ptr);
-}
-
-/* Ends a connection from our side; libevent sees EOF and frees it. */
-static void conn_close(lurk_srv_conn *c)
-{
-    evutil_socket_t fd = c->bev != NULL ? bufferevent_getfd(c->bev) : -1;
-
-    if (fd >= 0) {
-        shutdown(fd, SHUT_RDWR);
-    }
-}
-
-/* Neither a request nor a reply is buffered. */
-static int conn_idle(const lurk_srv_conn *c)
-{
-    return c->bev == NULL
-           || (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0
-               && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0);
-}
-
-static void loop_refresh(lurk_srv_loop *l);
-
-/* Runs once right after evhttp attached the socket, then as the header
- * deadline. */
-static void on_conn_event(evutil_socket_t unused, short what, void *arg)
-{
-    lurk_srv_conn *c = arg;
-    lurk_srv_loop *l = c->loop;
-    evutil_socket_t fd = bufferevent_getfd(c->bev);
     struct timeval tv;
+    lurk_srv_req *r;
 
-    if (c->started) {
-        conn_close(c); /* header_timeout passed before the first request */
-        return;
+    c->state = CONN_LINGER;
+    runq_remove(c);
+    while ((r = c->q_head) != NULL) {
+        c->q_head = r->next;
+        free(r);
     }
-    c->started = 1;
-    if (c->refused || l->draining) {
-        conn_close(c);
-        return;
+    c->q_tail = NULL;
+    c->q_n = 0;
+    if (c->ssl != NULL) {
+        SSL_shutdown(c->ssl); /* close_notify, best effort */
+        ERR_clear_error();
     }
-    if (fd >= 0) {
-        int one = 1;
-
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
-    tv.tv_sec = l->lim.header_timeout;
-    tv.tv_usec = 0;
-    evtimer_add(c->ev, &tv);
+    shutdown(c->fd, SHUT_WR);
+    set_ev(c->wev, &c->writing, 0);
+    set_ev(c->rev, &c->reading, 1);
+    ms_to_tv(LINGER_MS, &tv);
+    evtimer_add(c->tev, &tv);
 }
 
-static void log_refusal(lurk_srv_loop *l)
+static void linger_read(lurk_srv_conn *c)
 {
-    time_t now = time(NULL);
+    char sink[4096];
 
-    if (now - l->last_refuse_log >= REFUSE_LOG_INTERVAL) {
-        l->last_refuse_log = now;
-        lurk_srv_log(LURK_LOG_WARN, "max_connections (%d) reached: closing new connections",
-                     atomic_load_explicit(&l->srv->max_conns, memory_order_relaxed));
-    }
-}
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
 
-/* evhttp asks for the bufferevent of each accepted TCP connection. */
-static struct bufferevent *on_new_tls_conn(struct event_base *base, void *arg)
-{
-    lurk_srv_loop *l = arg;
-    LURK_SRV_HTTP *h = l->srv;
-    lurk_srv_conn *c = NULL;
-    SSL *ssl = NULL;
-    struct bufferevent *bev = NULL;
-    int n;
-
-    loop_refresh(l);
-    c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        goto end;
+        if (n > 0) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            return;
+        }
+        break;
     }
-    c->loop = l;
-    c->fd = -1;
-    c->ev = evtimer_new(base, on_conn_event, c);
-    ssl = SSL_new(l->tls);
-    if (c->ev == NULL || ssl == NULL || SSL_set_ex_data(ssl, conn_idx, c) != 1) {
-        conn_free(c);
-        c = NULL;
-        goto end;
-    }
-    /* from here the SSL owns c, and libevent owns the SSL (even on failure) */
-    bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                         BEV_OPT_CLOSE_ON_FREE);
-    ssl = NULL;
-    if (bev == NULL) {
-        c = NULL;
-        goto end;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    c->bev = bev;
-    n = atomic_fetch_add_explicit(&h->conns, 1, memory_order_relaxed);
-    conn_link(c);
-    if (n >= atomic_load_explicit(&h->max_conns, memory_order_relaxed)) {
-        c->refused = 1;
-        log_refusal(l);
-    }
-    /* after evhttp has set the socket: TCP_NODELAY, refusal, deadline */
-    event_active(c->ev, EV_TIMEOUT, 0);
-
-end:
-    SSL_free(ssl);
-    ERR_clear_error();
-    /* NULL makes evhttp use a plain socket; on_request refuses those */
-    return bev;
+    conn_free(c);
 }
 
 /* Identity and address, once per connection. */
-static int conn_peer_tls(lurk_srv_conn *c, struct evhttp_connection *evcon, SSL *ssl)
+static void conn_peer_tls(lurk_srv_conn *c)
 {
     X509 *crt;
     X509_NAME *subj;
     int i;
-    char *host = NULL;
-    ev_uint16_t port = 0;
 
-    evhttp_connection_get_peer(evcon, &host, &port);
-    snprintf(c->address, sizeof(c->address), "%s:%u", host != NULL ? host : "?", port);
-    c->peer.address = c->address;
-    c->peer.identity = c->identity;
-    c->have_peer = 1;
-    crt = SSL_get0_peer_certificate(ssl);
-    if (crt == NULL || SSL_get_verify_result(ssl) != X509_V_OK) {
-        return 0;
+    crt = SSL_get0_peer_certificate(c->ssl);
+    if (crt == NULL || SSL_get_verify_result(c->ssl) != X509_V_OK) {
+        return;
     }
     subj = X509_get_subject_name(crt);
     i = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
@@ -438,76 +611,649 @@ static int conn_peer_tls(lurk_srv_conn *c, struct evhttp_connection *evcon, SSL 
         OPENSSL_free(utf8);
     }
     c->peer.authenticated = 1;
+}
+
+static void conn_handshake(lurk_srv_conn *c)
+{
+    int r;
+
+    ERR_clear_error();
+    r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->state = CONN_OPEN;
+        conn_peer_tls(c);
+        set_ev(c->wev, &c->writing, 0);
+        c->last_active = now_ns();
+        conn_on_read(c); /* a request may have come with the Finished */
+        return;
+    }
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        set_ev(c->wev, &c->writing, 0);
+        break;
+    case SSL_ERROR_WANT_WRITE:
+        set_ev(c->wev, &c->writing, 1);
+        break;
+    default:
+        /* no certificate, a rogue CA, not TLS at all: nothing to answer */
+        conn_free(c);
+        break;
+    }
+}
+
+#define IO_AGAIN (-1)
+#define IO_WANT_WRITE (-2)
+#define IO_WANT_READ (-3)
+#define IO_EOF (-4)
+#define IO_ERROR (-5)
+
+static long conn_recv(lurk_srv_conn *c, char *buf, size_t len)
+{
+    if (c->ssl != NULL) {
+        int n = SSL_read(c->ssl, buf, (int)len);
+
+        if (n > 0) {
+            return n;
+        }
+        switch (SSL_get_error(c->ssl, n)) {
+        case SSL_ERROR_WANT_READ:
+            return IO_AGAIN;
+        case SSL_ERROR_WANT_WRITE:
+            return IO_WANT_WRITE;
+        case SSL_ERROR_ZERO_RETURN:
+            return IO_EOF;
+        default:
+            ERR_clear_error();
+            return IO_ERROR;
+        }
+    } else {
+        ssize_t n = recv(c->fd, buf, len, 0);
+
+        if (n > 0) {
+            return (long)n;
+        }
+        if (n == 0) {
+            return IO_EOF;
+        }
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? IO_AGAIN : IO_ERROR;
+    }
+}
+
+static long conn_send(lurk_srv_conn *c, const char *buf, size_t len)
+{
+    if (c->ssl != NULL) {
+        int n = SSL_write(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+
+        if (n > 0) {
+            return n;
+        }
+        switch (SSL_get_error(c->ssl, n)) {
+        case SSL_ERROR_WANT_WRITE:
+            return IO_AGAIN;
+        case SSL_ERROR_WANT_READ:
+            return IO_WANT_READ;
+        default:
+            ERR_clear_error();
+            return IO_ERROR;
+        }
+    } else {
+        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+
+        if (n >= 0) {
+            return (long)n;
+        }
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? IO_AGAIN : IO_ERROR;
+    }
+}
+
+/* ---- requests in ---------------------------------------------------------- */
+
+static lurk_srv_req *req_new(size_t len, uint64_t t, lurk_err err, const char *why,
+                             unsigned flags)
+{
+    lurk_srv_req *r = malloc(sizeof(*r) + len);
+
+    if (r != NULL) {
+        r->next = NULL;
+        r->t_read = t;
+        r->err = err;
+        r->why = why;
+        r->flags = flags;
+        r->len = len;
+    }
+    return r;
+}
+
+static void conn_enqueue(lurk_srv_conn *c, lurk_srv_req *r)
+{
+    if (c->q_tail != NULL) {
+        c->q_tail->next = r;
+    } else {
+        c->q_head = r;
+    }
+    c->q_tail = r;
+    c->q_n++;
+    if (r->flags & REQ_CLOSE) {
+        c->rd_done = 1; /* nothing after it is read */
+    }
+    conn_make_runnable(c, RUNQ_NEW);
+}
+
+/* A refusal queued in order with the requests before it. */
+static int conn_refuse(lurk_srv_conn *c, uint64_t t, lurk_err err, const char *why,
+                       unsigned flags)
+{
+    lurk_srv_req *r = req_new(0, t, err, why, flags);
+
+    if (r == NULL) {
+        return 0;
+    }
+    conn_enqueue(c, r);
     return 1;
 }
 
-static void unix_conn_closed(struct evhttp_connection *evcon, void *arg)
+static void conn_queue_raw(lurk_srv_conn *c, const char *s, size_t n)
+{
+    if (grow(&c->out, &c->out_cap, c->out_len, n)) {
+        memcpy(c->out + c->out_len, s, n);
+        c->out_len += n;
+    }
+}
+
+/* Every complete request in the input buffer goes on the queue (t: when
+ * the bytes were read); the rest stays for the next read. */
+static int conn_parse(lurk_srv_conn *c, uint64_t t)
+{
+    lurk_srv_loop *l = c->loop;
+    size_t pos = 0;
+    int ok = 1;
+
+    while (c->q_n < QUEUE_HIGH && !c->rd_done && pos < c->in_len) {
+        lurk_http1_req req;
+        const char *why = NULL;
+        lurk_http1_result res;
+        unsigned flags = 0;
+        lurk_srv_req *r;
+        size_t total;
+
+        if (c->discard > 0) {
+            size_t k = c->in_len - pos < c->discard ? c->in_len - pos : c->discard;
+
+            pos += k;
+            c->discard -= k;
+            continue;
+        }
+        res = lurk_http1_parse(c->in + pos, c->in_len - pos, LURK_HTTP1_MAX_HEAD, &req, &why);
+        if (res == LURK_HTTP1_MORE) {
+            break;
+        }
+        if (res == LURK_HTTP1_BAD) {
+            ok = conn_refuse(c, t, LURK_ERR_INVALID_FORMAT, why, REQ_CLOSE);
+            break;
+        }
+        if (res == LURK_HTTP1_TOO_LARGE) {
+            ok = conn_refuse(c, t, LURK_ERR_TOO_LARGE, "request head too large", REQ_CLOSE);
+            break;
+        }
+        if (req.is_head) {
+            flags |= REQ_HEAD;
+        }
+        if (req.conn_close || (req.minor == 0 && !req.conn_keep_alive)) {
+            flags |= REQ_CLOSE;
+        } else if (req.minor == 0) {
+            flags |= REQ_KEEP_ALIVE;
+        }
+        if (req.body_len > l->lim.max_body) {
+            /* a body up to twice the limit is skipped, a larger one not */
+            if (req.body_len > 2 * l->lim.max_body) {
+                flags |= REQ_CLOSE;
+            } else {
+                c->discard = req.body_len;
+            }
+            pos += req.head_len;
+            c->got_first = 1;
+            ok = conn_refuse(c, t, LURK_ERR_TOO_LARGE, "request body too large", flags);
+            if (!ok) {
+                break;
+            }
+            continue;
+        }
+        total = req.head_len + req.body_len;
+        if (c->in_len - pos < total) {
+            /* Expect: 100-continue, answered only in order (nothing owed) */
+            if (req.expect_continue && !c->sent_continue && c->q_n == 0 && conn_unsent(c) == 0) {
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+                c->sent_continue = 1;
+                conn_queue_raw(c, cont, sizeof(cont) - 1);
+                ok = conn_flush(c);
+                if (!ok) {
+                    return 0; /* c is gone */
+                }
+            }
+            break;
+        }
+        c->sent_continue = 0;
+        c->got_first = 1;
+        if (!c->peer.authenticated) {
+            r = req_new(0, t, LURK_ERR_UNAUTHORIZED, "client not authenticated",
+                        flags | REQ_CLOSE);
+        } else if (req.path_len != sizeof(LURK_PROTO_PATH) - 1
+                   || memcmp(req.path, LURK_PROTO_PATH, req.path_len) != 0) {
+            r = req_new(0, t, LURK_ERR_KEY_NOT_FOUND,
+                        "no such resource: LURK is POST " LURK_PROTO_PATH, flags);
+        } else if (!req.is_post) {
+            r = req_new(0, t, LURK_ERR_INVALID_FORMAT,
+                        "method not allowed: LURK is POST " LURK_PROTO_PATH,
+                        flags | REQ_ALLOW_POST);
+        } else {
+            r = req_new(req.body_len, t, LURK_OK, NULL, flags);
+            if (r != NULL) {
+                memcpy(r->body, c->in + pos + req.head_len, req.body_len);
+            }
+        }
+        if (r == NULL) {
+            ok = 0;
+            break;
+        }
+        pos += total;
+        conn_enqueue(c, r);
+    }
+    if (pos > 0) {
+        memmove(c->in, c->in + pos, c->in_len - pos);
+        c->in_len -= pos;
+    }
+    if (!ok) {
+        /* out of memory: what is queued is answered, nothing more */
+        c->rd_done = 1;
+        c->closing = c->q_n == 0;
+    }
+    return 1;
+}
+
+/* Reads what the socket has (at most READS_MAX records) and queues the
+ * requests; requests already buffered are parsed first. */
+static void conn_on_read(lurk_srv_conn *c)
+{
+    uint64_t t = 0;
+
+    if (c->state != CONN_OPEN) {
+        return;
+    }
+    c->read_wants_write = 0;
+    if (c->in_len > 0 && !conn_parse(c, now_ns())) {
+        return;
+    }
+    for (int i = 0; i < READS_MAX && !c->rd_done && !c->closing && c->q_n < QUEUE_HIGH; i++) {
+        long n;
+
+        if (!grow(&c->in, &c->in_cap, c->in_len, READ_CHUNK)) {
+            c->rd_done = 1;
+            break;
+        }
+        n = conn_recv(c, c->in + c->in_len, c->in_cap - c->in_len);
+        if (n > 0) {
+            c->in_len += (size_t)n;
+            t = now_ns();
+            c->last_active = t;
+            if (!conn_parse(c, t)) {
+                return;
+            }
+            continue;
+        }
+        if (n == IO_AGAIN) {
+            break;
+        }
+        if (n == IO_WANT_WRITE) {
+            c->read_wants_write = 1;
+            set_ev(c->wev, &c->writing, 1);
+            break;
+        }
+        if (n == IO_ERROR) {
+            conn_free(c);
+            return;
+        }
+        /* EOF: answer what is queued, then close */
+        c->peer_eof = 1;
+        c->rd_done = 1;
+        if (c->q_n == 0 && conn_unsent(c) == 0) {
+            conn_free(c);
+            return;
+        }
+    }
+    conn_update_read(c);
+}
+
+/* ---- replies out ---------------------------------------------------------- */
+
+static const char *loop_date(lurk_srv_loop *l)
+{
+    time_t now = time(NULL);
+
+    if (now != l->date_sec) {
+        struct tm tm;
+
+        gmtime_r(&now, &tm);
+        strftime(l->date, sizeof(l->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        l->date_sec = now;
+    }
+    return l->date;
+}
+
+/* Appends one reply; the connection closes after it when asked, or when
+ * draining and nothing more is owed or coming. */
+static void conn_reply(lurk_srv_conn *c, int status, const char *body, size_t len,
+                       unsigned retry_after_ms, unsigned flags)
+{
+    lurk_srv_loop *l = c->loop;
+    char head[512];
+    char extra[128];
+    int close_after;
+    int n;
+    size_t e = 0;
+
+    close_after = (flags & REQ_CLOSE) != 0
+                  || (l->draining && c->q_n == 0 && c->in_len == 0 && c->discard == 0);
+    extra[0] = '\0';
+    if (status == 429 || status == 503) {
+        e += (size_t)snprintf(extra + e, sizeof(extra) - e, "Retry-After: %u\r\n",
+                              retry_after_ms == 0 ? 1 : (retry_after_ms + 999) / 1000);
+    }
+    if (flags & REQ_ALLOW_POST) {
+        e += (size_t)snprintf(extra + e, sizeof(extra) - e, "Allow: POST\r\n");
+    }
+    if (close_after) {
+        snprintf(extra + e, sizeof(extra) - e, "Connection: close\r\n");
+    } else if (flags & REQ_KEEP_ALIVE) {
+        snprintf(extra + e, sizeof(extra) - e, "Connection: keep-alive\r\n");
+    }
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d %s\r\nContent-Type: " LURK_PROTO_MEDIA_TYPE
+                 "\r\nContent-Length: %zu\r\nDate: %s\r\n%s\r\n",
+                 status, lurk_http1_reason(status), len, loop_date(l), extra);
+    if (flags & REQ_HEAD) {
+        len = 0;
+    }
+    if (!grow(&c->out, &c->out_cap, c->out_len, (size_t)n + len)) {
+        c->closing = 1;
+        c->rd_done = 1;
+        return;
+    }
+    memcpy(c->out + c->out_len, head, (size_t)n);
+    c->out_len += (size_t)n;
+    if (len > 0) {
+        memcpy(c->out + c->out_len, body, len);
+        c->out_len += len;
+    }
+    if (close_after) {
+        c->closing = 1;
+        c->rd_done = 1;
+    }
+}
+
+static void fill_peer_rec(lurk_srv_audit_rec *rec, const lurk_srv_peer *peer)
+{
+    snprintf(rec->peer, sizeof(rec->peer), "%s", peer->identity != NULL ? peer->identity : "");
+    snprintf(rec->address, sizeof(rec->address), "%s",
+             peer->address != NULL ? peer->address : "");
+}
+
+/* A LurkResponse for a request refused before the handler, with its audit line. */
+static void conn_error(lurk_srv_conn *c, lurk_err err, const char *description,
+                       unsigned retry_after_ms, unsigned flags)
+{
+    char *body = NULL;
+    size_t len = 0;
+    int status;
+    lurk_srv_audit_rec rec;
+
+    status = lurk_srv_error_response(err, description, retry_after_ms, &body, &len);
+    conn_reply(c, status, body, body != NULL ? len : 0, retry_after_ms, flags);
+    free(body);
+
+    memset(&rec, 0, sizeof(rec));
+    lurk_srv_audit_time(&rec);
+    fill_peer_rec(&rec, &c->peer);
+    snprintf(rec.op, sizeof(rec.op), "-");
+    rec.status = status;
+    rec.result = err;
+    snprintf(rec.detail, sizeof(rec.detail), "%s", description);
+    loop_audit(c->loop, &rec);
+}
+
+/* Writes the unsent replies (one SSL_write: one record up to 16 KiB).
+ * 0 when the connection is gone. */
+static int conn_flush(lurk_srv_conn *c)
+{
+    c->write_wants_read = 0;
+    while (c->out_off < c->out_len) {
+        long n = conn_send(c, c->out + c->out_off, c->out_len - c->out_off);
+
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            c->last_active = now_ns();
+            continue;
+        }
+        if (n == IO_AGAIN) {
+            set_ev(c->wev, &c->writing, 1);
+            return 1;
+        }
+        if (n == IO_WANT_READ) {
+            c->write_wants_read = 1;
+            set_ev(c->rev, &c->reading, 1);
+            return 1;
+        }
+        conn_free(c);
+        return 0;
+    }
+    c->out_off = c->out_len = 0;
+    if (c->out_cap > 65536) {
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
+    if (!c->read_wants_write) {
+        set_ev(c->wev, &c->writing, 0);
+    }
+    if (c->closing && c->q_n == 0) {
+        conn_linger(c);
+        return 1;
+    }
+    if (c->peer_eof && c->q_n == 0) {
+        conn_free(c);
+        return 0;
+    }
+    return 1;
+}
+
+/* After a slice answered c: out with the replies, read again when the
+ * queue has room, back on a run queue when more is queued. */
+static void conn_after_work(lurk_srv_conn *c)
+{
+    int was_reading = c->reading;
+
+    if (!conn_flush(c) || c->state != CONN_OPEN) {
+        return;
+    }
+    conn_update_read(c);
+    if (c->reading && !was_reading && (c->in_len > 0 || (c->ssl != NULL && SSL_pending(c->ssl) > 0))) {
+        conn_on_read(c); /* input left when reading stopped */
+        return;
+    }
+    conn_make_runnable(c, RUNQ_OLD);
+}
+
+static void on_conn_io(evutil_socket_t fd, short what, void *arg)
+{
+    lurk_srv_conn *c = arg;
+
+    if (c->state == CONN_HANDSHAKE) {
+        conn_handshake(c);
+        return;
+    }
+    if (c->state == CONN_LINGER) {
+        if (what & EV_READ) {
+            linger_read(c);
+        }
+        return;
+    }
+    if (what & EV_WRITE) {
+        if (c->read_wants_write) {
+            conn_on_read(c);
+            return;
+        }
+        if (!conn_flush(c) || c->state != CONN_OPEN) {
+            return;
+        }
+        conn_update_read(c);
+        conn_make_runnable(c, RUNQ_OLD);
+        return;
+    }
+    if (c->write_wants_read) {
+        if (!conn_flush(c) || c->state != CONN_OPEN) {
+            return;
+        }
+    }
+    conn_on_read(c);
+}
+
+/* Header deadline (handshake + first request), then idle timeout, then the
+ * end of a linger. */
+static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 {
     lurk_srv_conn *c = arg;
     lurk_srv_loop *l = c->loop;
+    uint64_t idle = (uint64_t)l->lim.idle_timeout * 1000000000u;
+    uint64_t now;
+    struct timeval tv;
 
-    if (c->fd >= 0 && (size_t)c->fd < l->unix_cap && l->unix_by_fd[c->fd] == c) {
-        l->unix_by_fd[c->fd] = NULL;
+    if (c->state != CONN_OPEN || !c->got_first) {
+        conn_free(c);
+        return;
     }
-    conn_free(c);
+    now = now_ns();
+    if (c->q_n > 0) {
+        c->last_active = now; /* waiting for us, not idle */
+    }
+    if (now - c->last_active >= idle) {
+        conn_free(c);
+        return;
+    }
+    ms_to_tv((c->last_active + idle - now) / 1000000u + 1, &tv);
+    evtimer_add(c->tev, &tv);
 }
 
-/* Unix connections are known from their first request on (evhttp offers no
- * earlier hook for a plain socket); the fd table maps a request back. */
-static lurk_srv_conn *conn_unix(lurk_srv_loop *l, struct evhttp_connection *evcon)
+static void log_refusal(lurk_srv_loop *l)
 {
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    lurk_srv_conn *c;
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
-    int n;
+    time_t now = time(NULL);
 
-    if (fd < 0) {
-        return NULL;
+    if (now - l->last_refuse_log >= REFUSE_LOG_INTERVAL) {
+        l->last_refuse_log = now;
+        lurk_srv_log(LURK_LOG_WARN, "max_connections (%d) reached: closing new connections",
+                     atomic_load_explicit(&l->srv->max_conns, memory_order_relaxed));
     }
-    if ((size_t)fd < l->unix_cap && l->unix_by_fd[fd] != NULL
-        && l->unix_by_fd[fd]->evcon == evcon) {
-        return l->unix_by_fd[fd];
-    }
-    if ((size_t)fd >= l->unix_cap) {
-        size_t cap = (size_t)fd * 2 + 16;
-        lurk_srv_conn **t = realloc(l->unix_by_fd, cap * sizeof(*t));
+}
 
-        if (t == NULL) {
-            return NULL;
-        }
-        memset(t + l->unix_cap, 0, (cap - l->unix_cap) * sizeof(*t));
-        l->unix_by_fd = t;
-        l->unix_cap = cap;
-    }
-    c = calloc(1, sizeof(*c));
+static int conn_new(lurk_srv_loop *l, int fd, int is_unix)
+{
+    lurk_srv_conn *c = calloc(1, sizeof(*c));
+    struct timeval tv;
+    int one = 1;
+
     if (c == NULL) {
-        return NULL;
+        return 0;
     }
     c->loop = l;
-    c->is_unix = 1;
     c->fd = fd;
-    c->bev = bev;
-    c->evcon = evcon;
-    c->started = 1;
-    c->have_peer = 1;
-    snprintf(c->address, sizeof(c->address), "unix");
+    conn_link(c);
     c->peer.address = c->address;
     c->peer.identity = c->identity;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-        snprintf(c->identity, sizeof(c->identity), "uid:%u", (unsigned)cred.uid);
-        c->peer.authenticated = 1;
+    c->last_active = now_ns();
+    c->rev = event_new(l->base, fd, EV_READ | EV_PERSIST, on_conn_io, c);
+    c->wev = event_new(l->base, fd, EV_WRITE | EV_PERSIST, on_conn_io, c);
+    c->tev = evtimer_new(l->base, on_conn_timer, c);
+    if (c->rev == NULL || c->wev == NULL || c->tev == NULL) {
+        goto fail;
     }
-    n = atomic_fetch_add_explicit(&l->srv->conns, 1, memory_order_relaxed);
-    conn_link(c);
-    if (n >= atomic_load_explicit(&l->srv->max_conns, memory_order_relaxed)) {
-        c->refused = 1;
-        log_refusal(l);
+    if (is_unix) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+
+        snprintf(c->address, sizeof(c->address), "unix");
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+            snprintf(c->identity, sizeof(c->identity), "uid:%u", (unsigned)cred.uid);
+            c->peer.authenticated = 1;
+        }
+        c->state = CONN_OPEN;
+    } else {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        char host[INET6_ADDRSTRLEN] = "?";
+        unsigned port = 0;
+
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+            if (ss.ss_family == AF_INET6) {
+                const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&ss;
+
+                inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+                port = ntohs(s6->sin6_port);
+            } else if (ss.ss_family == AF_INET) {
+                const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
+
+                inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+                port = ntohs(s4->sin_port);
+            }
+        }
+        snprintf(c->address, sizeof(c->address), "%s:%u", host, port);
+        c->ssl = SSL_new(l->tls);
+        if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+            goto fail;
+        }
+        SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_set_accept_state(c->ssl);
+        c->state = CONN_HANDSHAKE;
     }
-    l->unix_by_fd[fd] = c;
-    evhttp_connection_set_closecb(evcon, unix_conn_closed, c);
-    return c;
+    set_ev(c->rev, &c->reading, 1);
+    tv.tv_sec = l->lim.header_timeout;
+    tv.tv_usec = 0;
+    evtimer_add(c->tev, &tv);
+    return 1;
+
+fail:
+    conn_free(c); /* closes fd */
+    return 1;
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    listener *lst = arg;
+    lurk_srv_loop *l = lst->loop;
+    LURK_SRV_HTTP *h = l->srv;
+
+    loop_refresh(l);
+    for (int i = 0; i < ACCEPT_MAX; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int n;
+
+        if (cfd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                lurk_srv_log(LURK_LOG_WARN, "accept: %s", strerror(errno));
+            }
+            break;
+        }
+        n = atomic_fetch_add_explicit(&h->conns, 1, memory_order_relaxed);
+        if (n >= atomic_load_explicit(&h->max_conns, memory_order_relaxed) || l->draining) {
+            atomic_fetch_sub_explicit(&h->conns, 1, memory_order_relaxed);
+            close(cfd);
+            log_refusal(l);
+            continue;
+        }
+        if (!conn_new(l, cfd, lst->is_unix)) {
+            atomic_fetch_sub_explicit(&h->conns, 1, memory_order_relaxed);
+            close(cfd);
+        }
+    }
 }
 
 /* ---- audit ---------------------------------------------------------------- */
@@ -553,12 +1299,9 @@ static void on_audit(evutil_socket_t fd, short what, void *arg)
     loop_audit_flush(arg, 0);
 }
 
-/*
- * The batch is old or full (or a loss is untold).  This runs after the
- * request callbacks queued before it (libevent activates timers after I/O),
- * so before the write events those activated (send_body); audit_ev,
- * activated now, runs after them: the batch goes out behind the replies.
- */
+/* The batch is old or full (or a loss is untold).  Replies are written at
+ * the end of the slice that made them, so none waits behind this write;
+ * audit_ev keeps the write out of the timer's own turn all the same. */
 static void on_audit_due(evutil_socket_t fd, short what, void *arg)
 {
     lurk_srv_loop *l = arg;
@@ -587,207 +1330,95 @@ static void loop_audit(lurk_srv_loop *l, const lurk_srv_audit_rec *rec)
     event_active(l->idle_ev, EV_TIMEOUT, 0);
 }
 
-/* ---- requests ------------------------------------------------------------- */
-
-static void send_body(struct evhttp_request *req, int status, char *body, size_t len,
-                      unsigned retry_after_ms, int close_after)
-{
-    struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
-    struct evbuffer *out = evhttp_request_get_output_buffer(req);
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evhttp_request_get_connection(req));
-
-    if (status == 429 || status == 503) {
-        char secs[16];
-
-        snprintf(secs, sizeof(secs), "%u",
-                 retry_after_ms == 0 ? 1 : (retry_after_ms + 999) / 1000);
-        evhttp_add_header(hdrs, "Retry-After", secs);
-    }
-    if (close_after) {
-        evhttp_add_header(hdrs, "Connection", "close");
-    }
-    if (body != NULL && evbuffer_add_reference(out, body, len, free_body, NULL) != 0) {
-        free(body);
-    }
-    evhttp_send_reply(req, status, NULL, NULL);
-    /*
-     * evhttp queues the headers and the body as separate evbuffer chains
-     * and bufferevent_openssl makes one SSL_write, so one TLS record and
-     * one write(2), per chain; the client then needs two reads per record.
-     * One contiguous chain puts the whole reply in a single record.
-     */
-    evbuffer_pullup(bufferevent_get_output(bev), -1);
-    /*
-     * A bufferevent writes only once epoll reports the socket writable,
-     * one loop iteration later, and evhttp re-arms reading after that:
-     * running the write callback now sends the reply in this iteration and
-     * lets the changelist fold the write-enable/disable and read
-     * disable/enable pairs into no epoll_ctl at all.
-     */
-    event_active(&bev->ev_write, EV_WRITE, 1);
-}
-
-/* A LurkResponse for a request refused before the handler, with its audit line. */
-static void send_error(lurk_srv_loop *l, struct evhttp_request *req, const lurk_srv_peer *peer,
-                       lurk_err err, const char *description, unsigned retry_after_ms,
-                       int close_after, const char *allow)
-{
-    char *body = NULL;
-    size_t len = 0;
-    int status;
-    lurk_srv_audit_rec rec;
-
-    status = lurk_srv_error_response(err, description, retry_after_ms, &body, &len);
-    if (allow != NULL) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-    }
-    send_body(req, status, body, len, retry_after_ms, close_after);
-
-    memset(&rec, 0, sizeof(rec));
-    lurk_srv_audit_time(&rec);
-    if (peer != NULL) {
-        snprintf(rec.peer, sizeof(rec.peer), "%s", peer->identity != NULL ? peer->identity : "");
-        snprintf(rec.address, sizeof(rec.address), "%s",
-                 peer->address != NULL ? peer->address : "");
-    }
-    snprintf(rec.op, sizeof(rec.op), "-");
-    rec.status = status;
-    rec.result = err;
-    snprintf(rec.detail, sizeof(rec.detail), "%s", description);
-    loop_audit(l, &rec);
-}
-
-/* The loop had nothing else to do: its backlog is gone, and the replies
- * have been written, so now the audit lines are. */
+/* The loop had nothing else to do: the replies have been written, so now
+ * the audit lines are. */
 static void on_idle(evutil_socket_t fd, short what, void *arg)
 {
-    lurk_srv_loop *l = arg;
-
-    timerclear(&l->busy_since);
-    loop_audit_flush(l, 0);
+    loop_audit_flush(arg, 0);
 }
 
-/* Milliseconds this loop has been busy without a pause, which is about how
- * long the request in hand waited.  The first request after a pause starts
- * a busy period and arms the idle event that ends it. */
-static long queued_ms(lurk_srv_loop *l)
-{
-    struct timeval now;
-    struct timeval d;
+/* ---- work ----------------------------------------------------------------- */
 
-    evutil_gettimeofday(&now, NULL);
-    if (!timerisset(&l->busy_since)) {
-        l->busy_since = now;
-        event_active(l->idle_ev, EV_TIMEOUT, 0);
-        return 0;
-    }
-    timersub(&now, &l->busy_since, &d);
-    return (long)d.tv_sec * 1000 + (long)d.tv_usec / 1000;
-}
-
-static void on_request(struct evhttp_request *req, void *arg)
+/* One request of c, the oldest. */
+static void conn_serve_one(lurk_srv_conn *c, uint64_t now)
 {
-    lurk_srv_loop *l = arg;
-    LURK_SRV_HTTP *h = l->srv;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    lurk_srv_conn *c = NULL;
-    const char *path;
-    struct evbuffer *in;
-    size_t len;
-    const unsigned char *body;
+    lurk_srv_loop *l = c->loop;
+    lurk_srv_req *r = c->q_head;
+    lurk_srv_handler_ctx hctx;
+    lurk_srv_audit_rec rec;
     char *resp = NULL;
     size_t resp_len = 0;
     int status;
-    lurk_srv_audit_rec rec;
-    lurk_srv_handler_ctx hctx;
 
-    if (evhttp_connection_get_server(evcon) == l->plain) {
-        c = conn_unix(l, evcon);
-        if (c == NULL) {
-            evhttp_send_error(req, 500, NULL);
-            return;
-        }
+    c->q_head = r->next;
+    if (c->q_head == NULL) {
+        c->q_tail = NULL;
+    }
+    c->q_n--;
+    if (c->closing) {
+        /* a reply that closes the connection went before it */
+    } else if (r->err != LURK_OK) {
+        conn_error(c, r->err, r->why, 0, r->flags);
+    } else if (now - r->t_read > (uint64_t)l->lim.queue_max_ms * 1000000u) {
+        conn_error(c, LURK_ERR_UNAVAILABLE, "overloaded", RETRY_AFTER_MS, r->flags);
     } else {
-        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        hctx.keys = l->keys;
+        hctx.libctx = l->srv->libctx;
+        hctx.propq = NULL;
+        status = lurk_srv_handle(&hctx, &c->peer, r->body, r->len, &resp, &resp_len, &rec);
+        conn_reply(c, status, resp, resp != NULL ? resp_len : 0, 0, r->flags);
+        free(resp);
+        loop_audit(l, &rec);
+    }
+    free(r);
+}
 
-        c = ssl != NULL ? SSL_get_ex_data(ssl, conn_idx) : NULL;
-        if (c == NULL) {
-            /* not one of our TLS bufferevents (SSL_new failed): never
-             * answer in clear text; EOF makes evhttp drop it */
-            shutdown(bufferevent_getfd(bev), SHUT_RDWR);
-            return;
-        }
-        if (!c->have_peer) {
-            c->evcon = evcon;
-            conn_peer_tls(c, evcon, ssl);
-            evtimer_del(c->ev); /* header deadline met */
-        }
-    }
-    if (!c->peer.authenticated) {
-        send_error(l, req, &c->peer, LURK_ERR_UNAUTHORIZED, "client not authenticated", 0, 1,
-                   NULL);
-        return;
-    }
-    if (c->refused) {
-        send_error(l, req, &c->peer, LURK_ERR_UNAVAILABLE, "too many connections",
-                   RETRY_AFTER_MS, 1, NULL);
-        return;
-    }
-    path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-    if (path == NULL || strcmp(path, LURK_PROTO_PATH) != 0) {
-        send_error(l, req, &c->peer, LURK_ERR_KEY_NOT_FOUND,
-                   "no such resource: LURK is POST " LURK_PROTO_PATH, 0, l->draining, NULL);
-        return;
-    }
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-        send_error(l, req, &c->peer, LURK_ERR_INVALID_FORMAT,
-                   "method not allowed: LURK is POST " LURK_PROTO_PATH, 0, l->draining, "POST");
-        return;
-    }
-    if (queued_ms(l) > QUEUE_MAX_MS) {
-        send_error(l, req, &c->peer, LURK_ERR_UNAVAILABLE, "overloaded", RETRY_AFTER_MS,
-                   l->draining, NULL);
-        return;
-    }
-    in = evhttp_request_get_input_buffer(req);
-    len = evbuffer_get_length(in);
-    if (len > l->lim.max_body) {
-        send_error(l, req, &c->peer, LURK_ERR_TOO_LARGE, "request body too large", 0,
-                   l->draining, NULL);
-        return;
-    }
-    body = evbuffer_pullup(in, -1);
-    if (body == NULL && len > 0) {
-        send_error(l, req, &c->peer, LURK_ERR_INTERNAL, "out of memory", 0, 1, NULL);
-        return;
-    }
+/*
+ * One slice: a request per connection in turn (new connections first),
+ * until SLICE_US have passed or SLICE_MAX requests were served, then the
+ * replies go out, one write per connection.  Runs again in the next loop
+ * iteration while work is left, so epoll runs between slices.
+ */
+static void on_work(evutil_socket_t fd, short what, void *arg)
+{
+    lurk_srv_loop *l = arg;
+    uint64_t t0 = now_ns();
+    uint64_t t = t0;
+    size_t n = 0;
+    lurk_srv_conn *c;
 
+    l->work_sched = 0;
+    l->in_work = 1;
     loop_refresh(l);
-    hctx.keys = l->keys;
-    hctx.libctx = h->libctx;
-    hctx.propq = NULL;
-    status = lurk_srv_handle(&hctx, &c->peer, (const char *)body, len, &resp, &resp_len, &rec);
-    send_body(req, status, resp, resp_len, 0, l->draining);
-    loop_audit(l, &rec);
+    while (n < SLICE_MAX && (c = runq_pop(l)) != NULL) {
+        conn_serve_one(c, t);
+        if (!c->dirty) {
+            c->dirty = 1;
+            l->dirty[l->n_dirty++] = c;
+        }
+        if (c->q_n > 0 && !c->closing && conn_unsent(c) < OUT_HIGH) {
+            runq_push(c, RUNQ_OLD);
+        }
+        n++;
+        t = now_ns();
+        if (t - t0 >= (uint64_t)SLICE_US * 1000u) {
+            break;
+        }
+    }
+    for (size_t i = 0; i < l->n_dirty; i++) {
+        c = l->dirty[i];
+        c->dirty = 0;
+        conn_after_work(c); /* may free c */
+    }
+    l->n_dirty = 0;
+    if (l->new_head != NULL || l->old_head != NULL) {
+        l->work_sched = 0;
+        loop_schedule(l);
+    }
+    l->in_work = 0;
 }
 
 /* ---- loops ---------------------------------------------------------------- */
-
-static void apply_limits(lurk_srv_loop *l)
-{
-    struct evhttp *https[2] = { l->https, l->plain };
-
-    for (size_t i = 0; i < 2; i++) {
-        if (https[i] == NULL) {
-            continue;
-        }
-        /* evhttp itself refuses (bare 413, close) past twice the limit;
-         * on_request answers a LurkResponse 413 between the two */
-        evhttp_set_max_body_size(https[i], (ev_ssize_t)(l->lim.max_body * 2));
-        evhttp_set_timeout(https[i], l->lim.idle_timeout);
-    }
-}
 
 static void loop_refresh(lurk_srv_loop *l)
 {
@@ -810,7 +1441,6 @@ static void loop_refresh(lurk_srv_loop *l)
     l->lim = h->lim;
     l->gen = atomic_load_explicit(&h->gen, memory_order_relaxed);
     pthread_mutex_unlock(&h->lock);
-    apply_limits(l);
     lurk_srv_keystore_free(old_keys);
     SSL_CTX_free(old_tls);
 }
@@ -826,6 +1456,21 @@ static void on_drain_tick(evutil_socket_t unused, short what, void *arg)
     }
 }
 
+static void loop_close_listeners(lurk_srv_loop *l)
+{
+    for (size_t i = 0; i < l->n_lst; i++) {
+        if (l->lst[i].ev != NULL) {
+            event_free(l->lst[i].ev);
+            l->lst[i].ev = NULL;
+        }
+        if (l->lst[i].fd >= 0) {
+            close(l->lst[i].fd);
+            l->lst[i].fd = -1;
+        }
+    }
+    l->n_lst = 0;
+}
+
 static void loop_drain(lurk_srv_loop *l, unsigned drain_ms)
 {
     struct timeval tick = { 0, DRAIN_TICK_MS * 1000 };
@@ -838,14 +1483,13 @@ static void loop_drain(lurk_srv_loop *l, unsigned drain_ms)
         return;
     }
     l->draining = 1;
-    for (size_t i = 0; i < l->n_bound; i++) {
-        evhttp_del_accept_socket(l->bound_http[i], l->bound[i]);
-    }
-    l->n_bound = 0;
+    loop_close_listeners(l);
     for (c = l->conns; c != NULL; c = next) {
         next = c->next;
-        if (conn_idle(c)) {
-            conn_close(c);
+        if (c->state == CONN_HANDSHAKE
+            || (c->state == CONN_OPEN && c->q_n == 0 && c->in_len == 0 && c->discard == 0
+                && conn_unsent(c) == 0)) {
+            conn_free(c);
         }
     }
     evutil_gettimeofday(&now, NULL);
@@ -924,7 +1568,7 @@ static evutil_socket_t bind_tcp(const char *host, int port, int reuseport, int *
         lurk_why(why, whylen, "listen %s:%d: setsockopt: %s", host, port, strerror(errno));
         goto fail;
     }
-    /* accepted sockets inherit it on Linux; on_conn_event sets it again */
+    /* accepted sockets inherit it on Linux; conn_new sets it again */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
         lurk_why(why, whylen, "listen %s:%d: %s", host, port, strerror(errno));
@@ -995,27 +1639,6 @@ end:
     return fd;
 }
 
-static struct evhttp *make_evhttp(lurk_srv_loop *l, int tls)
-{
-    struct evhttp *http = evhttp_new(l->base);
-
-    if (http == NULL) {
-        return NULL;
-    }
-    evhttp_set_max_headers_size(http, MAX_HEADERS_SIZE);
-    evhttp_set_default_content_type(http, LURK_PROTO_MEDIA_TYPE);
-    /* every method reaches on_request, which answers with a LurkResponse */
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD
-                                         | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE
-                                         | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE
-                                         | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(http, on_request, l);
-    if (tls) {
-        evhttp_set_bevcb(http, on_new_tls_conn, l);
-    }
-    return http;
-}
-
 /* Each base is used by its own thread only (no locks); the changelist
  * folds the enable/disable pairs of a request into fewer epoll_ctl calls. */
 static struct event_base *new_base(void)
@@ -1029,8 +1652,9 @@ static struct event_base *new_base(void)
         base = event_base_new_with_config(cfg);
         event_config_free(cfg);
     }
-    /* 0 and 1 (libevent's default for new events: n / 2) for the work,
-     * LOOP_PRIO_IDLE for the idle detector, which only runs when no other
+    /* LOOP_PRIO_WORK (libevent's default for new events: n / 2) for I/O,
+     * timers and slices alike, so that reads and slices alternate;
+     * LOOP_PRIO_IDLE for the idle event, which only runs when no other
      * event is active. */
     if (base != NULL && event_base_priority_init(base, LOOP_PRIO_IDLE + 1) != 0) {
         event_base_free(base);
@@ -1048,6 +1672,26 @@ static void format_addr(char *out, size_t len, const char *host, int port)
     }
 }
 
+static int loop_listen(lurk_srv_loop *l, int fd, int is_unix)
+{
+    listener *lst = &l->lst[l->n_lst];
+
+    lst->loop = l;
+    lst->fd = fd;
+    lst->is_unix = is_unix;
+    lst->ev = event_new(l->base, fd, EV_READ | EV_PERSIST, on_accept, lst);
+    l->n_lst++;
+    return lst->ev != NULL && event_add(lst->ev, NULL) == 0;
+}
+
+static void limits_from_conf(limits *lim, const lurk_srv_conf *conf)
+{
+    lim->max_body = conf->max_body;
+    lim->header_timeout = conf->header_timeout;
+    lim->idle_timeout = conf->idle_timeout;
+    lim->queue_max_ms = conf->queue_max_ms;
+}
+
 lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
                            LURK_SRV_KEYSTORE *keys, LURK_SRV_AUDIT *audit,
                            LURK_SRV_HTTP **out, char *why, size_t whylen)
@@ -1057,13 +1701,6 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
     lurk_err err = LURK_ERR_INTERNAL;
 
     *out = NULL;
-    if (conn_idx < 0) {
-        conn_idx = SSL_get_ex_new_index(0, "lurk conn", NULL, NULL, conn_ex_free);
-        if (conn_idx < 0) {
-            lurk_why(why, whylen, "cannot register SSL ex_data");
-            goto end;
-        }
-    }
     h = calloc(1, sizeof(*h));
     if (h == NULL) {
         lurk_why(why, whylen, "out of memory");
@@ -1073,9 +1710,7 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
     h->libctx = libctx;
     h->keys = keys;
     lurk_srv_keystore_up_ref(keys);
-    h->lim.max_body = conf->max_body;
-    h->lim.header_timeout = conf->header_timeout;
-    h->lim.idle_timeout = conf->idle_timeout;
+    limits_from_conf(&h->lim, conf);
     atomic_init(&h->gen, 1);
     atomic_init(&h->conns, 0);
     atomic_init(&h->max_conns, conf->max_connections);
@@ -1118,23 +1753,17 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
         }
         l->ctl_ev = event_new(l->base, l->ctl[0], EV_READ | EV_PERSIST, on_ctl, l);
         l->idle_ev = event_new(l->base, -1, 0, on_idle, l);
+        l->work_ev = evtimer_new(l->base, on_work, l);
         l->audit_ev = event_new(l->base, -1, 0, on_audit, l);
         l->audit_due = evtimer_new(l->base, on_audit_due, l);
         l->audit = lurk_srv_audit_buf_new(audit);
         if (l->ctl_ev == NULL || event_add(l->ctl_ev, NULL) != 0 || l->idle_ev == NULL
-            || event_priority_set(l->idle_ev, LOOP_PRIO_IDLE) != 0 || l->audit_ev == NULL
-            || l->audit_due == NULL || l->audit == NULL) {
+            || event_priority_set(l->idle_ev, LOOP_PRIO_IDLE) != 0 || l->work_ev == NULL
+            || l->audit_ev == NULL || l->audit_due == NULL || l->audit == NULL) {
             lurk_why(why, whylen, "cannot create event loop %zu", i);
             goto end;
         }
         loop_refresh(l);
-        if (conf->n_listen > 0) {
-            l->https = make_evhttp(l, 1);
-            if (l->https == NULL) {
-                lurk_why(why, whylen, "cannot create HTTP server %zu", i);
-                goto end;
-            }
-        }
         for (size_t j = 0; j < conf->n_listen; j++) {
             char host[256];
             int port;
@@ -1156,14 +1785,10 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
                 goto end;
             }
             ports[j] = bound; /* the other loops share this port */
-            l->bound_http[l->n_bound] = l->https;
-            l->bound[l->n_bound] = evhttp_accept_socket_with_handle(l->https, fd);
-            if (l->bound[l->n_bound] == NULL) {
-                close(fd);
+            if (!loop_listen(l, fd, 0)) {
                 lurk_why(why, whylen, "listen %s: cannot accept", conf->listen[j]);
                 goto end;
             }
-            l->n_bound++;
             if (i == 0 && j == 0) {
                 h->port = bound;
                 format_addr(h->addr, sizeof(h->addr), host, bound);
@@ -1177,22 +1802,11 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
                 goto end;
             }
             h->unix_path = strdup(conf->unix_socket);
-            l->plain = make_evhttp(l, 0);
-            if (h->unix_path == NULL || l->plain == NULL) {
-                close(fd);
-                lurk_why(why, whylen, "cannot create the unix socket server");
-                goto end;
-            }
-            l->bound_http[l->n_bound] = l->plain;
-            l->bound[l->n_bound] = evhttp_accept_socket_with_handle(l->plain, fd);
-            if (l->bound[l->n_bound] == NULL) {
-                close(fd);
+            if (!loop_listen(l, fd, 1) || h->unix_path == NULL) {
                 lurk_why(why, whylen, "unix_socket %s: cannot accept", conf->unix_socket);
                 goto end;
             }
-            l->n_bound++;
         }
-        apply_limits(l);
     }
     *out = h;
     h = NULL;
@@ -1252,9 +1866,7 @@ void lurk_srv_http_reload(LURK_SRV_HTTP *h, const lurk_srv_conf *conf, LURK_SRV_
     if (tls == NULL) {
         old_tls = NULL;
     }
-    h->lim.max_body = conf->max_body;
-    h->lim.header_timeout = conf->header_timeout;
-    h->lim.idle_timeout = conf->idle_timeout;
+    limits_from_conf(&h->lim, conf);
     atomic_store_explicit(&h->max_conns, conf->max_connections, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->gen, 1, memory_order_release);
     pthread_mutex_unlock(&h->lock);
@@ -1294,18 +1906,12 @@ void lurk_srv_http_free(LURK_SRV_HTTP *h)
     for (size_t i = 0; h->loops != NULL && i < h->n_loops; i++) {
         lurk_srv_loop *l = &h->loops[i];
 
-        /* frees every connection, and with it its lurk_srv_conn */
-        if (l->https != NULL) {
-            evhttp_free(l->https);
+        while (l->conns != NULL) {
+            conn_free(l->conns);
         }
-        if (l->plain != NULL) {
-            evhttp_free(l->plain);
-        }
-        if (l->base != NULL) {
-            event_base_loop(l->base, EVLOOP_NONBLOCK); /* deferred frees */
-        }
+        loop_close_listeners(l);
         if (l->audit != NULL) {
-            loop_audit_flush(l, 1); /* lines of the deferred frees, if any */
+            loop_audit_flush(l, 1);
         }
         if (l->drain_ev != NULL) {
             event_free(l->drain_ev);
@@ -1315,6 +1921,9 @@ void lurk_srv_http_free(LURK_SRV_HTTP *h)
         }
         if (l->idle_ev != NULL) {
             event_free(l->idle_ev);
+        }
+        if (l->work_ev != NULL) {
+            event_free(l->work_ev);
         }
         if (l->audit_ev != NULL) {
             event_free(l->audit_ev);
@@ -1330,7 +1939,6 @@ void lurk_srv_http_free(LURK_SRV_HTTP *h)
                 close(l->ctl[j]);
             }
         }
-        free(l->unix_by_fd);
         lurk_srv_audit_buf_free(l->audit);
         lurk_srv_keystore_free(l->keys);
         SSL_CTX_free(l->tls);

@@ -60,6 +60,7 @@ typedef struct {
     size_t max_body;
     int header_timeout;     /* seconds: TLS handshake + first request */
     int idle_timeout;       /* seconds: inactivity on a connection */
+    int queue_max_ms;       /* a request that waited longer is answered 503 */
     char *audit_log;        /* resolved path, or "-" */
     char *key_dir;
     char *key_dir_passphrase_file;

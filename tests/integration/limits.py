@@ -15,6 +15,17 @@
     limits.py auditbusy DIR PORT            a request's audit line is
         written promptly while its loop stays busy with work that writes
         no line (so that the loop is never idle)
+    limits.py framing DIR PORT              pipelined requests are answered in
+        order and leave together; ambiguous or malformed heads get a
+        LurkResponse 400 and the connection closes; wrong method, path and
+        oversize bodies get LurkResponses and the connection stays usable
+    limits.py queue DIR PORT KEYID EXPECT   closed-loop and pipelined RSA
+        signs at saturation: EXPECT "none" (a bound far above the waits: no
+        request is shed) or "some" (a bound below the waits: requests are
+        shed with 503 + Retry-After, the others served)
+    limits.py fair DIR PORT RSA4096 P256    P-256 signs on one connection
+        while another streams pipelined RSA-4096 signs, one loop: a P-256
+        sign waits about one RSA-4096 sign, not the other's backlog
 """
 import json
 import os
@@ -313,6 +324,268 @@ def auditbusy(d, port, n_conns=3, pad=50000):
         c.sock.close()
 
 
+
+class Conn:
+    """A blocking TLS connection with a read buffer: replies can be read
+    one at a time out of a stream of pipelined ones."""
+
+    def __init__(self, ctx, port, timeout=30):
+        self.s = connect(ctx, port, timeout)
+        self.buf = b""
+        self.reads = 0
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def fill(self):
+        chunk = self.s.recv(65536)
+        self.reads += 1
+        if not chunk:
+            raise ConnectionError("closed")
+        self.buf += chunk
+
+    def response(self):
+        """status, headers, parsed JSON body (or None for a HEAD-like empty body)."""
+        while b"\r\n\r\n" not in self.buf:
+            self.fill()
+        head, rest = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+        n = int(headers.get("content-length", "0"))
+        while len(rest) < n:
+            self.fill()
+            rest = self.buf.split(b"\r\n\r\n", 1)[1]
+        self.buf = rest[n:]
+        return status, headers, (json.loads(rest[:n]) if n else None)
+
+    def at_eof(self, timeout=5):
+        """True when the server closes the connection (after what is buffered)."""
+        self.s.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    return True
+        except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.s.close()
+
+
+def lurk_status(body):
+    for v in (body or {}).values():
+        if isinstance(v, dict):
+            return v.get("Status")
+    return None
+
+
+def framing(d, port, n_pipe=20):
+    ctx = tls_context(d)
+    ping = lambda rid: request_bytes("Ping", {}, rid)
+
+    # Pipelined: answered in order, in one or two TLS records.
+    c = Conn(ctx, port)
+    c.send(b"".join(ping("pipe-%d" % i) for i in range(n_pipe)))
+    ids = []
+    for _ in range(n_pipe):
+        status, _, body = c.response()
+        ids.append(body.get("PingResponse", {}).get("RequestId") if status == 200 else status)
+    check(ids == ["pipe-%d" % i for i in range(n_pipe)],
+          "%d pipelined requests answered in order" % n_pipe)
+    check(c.reads <= 2, "their replies left together (%d TLS record(s) read for %d replies)"
+          % (c.reads, n_pipe))
+
+    # A wrong method, a wrong path, an oversize body: refused, the connection kept.
+    c.send(b"GET /.well-known/lurk HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, body = c.response()
+    check(status == 400 and lurk_status(body) == 400 and headers.get("allow") == "POST",
+          "GET: a LurkResponse 400 with Allow: POST (%d %s)" % (status, headers.get("allow")))
+    c.send(b"POST /other HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    status, _, body = c.response()
+    check(status == 404 and lurk_status(body) == 404, "another path: a LurkResponse 404")
+    big = b"x" * 70000
+    c.send(b"POST /.well-known/lurk HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(big)
+           + big + ping("after-big"))
+    status, _, body = c.response()
+    check(status == 413 and lurk_status(body) == 413, "a body over max_body: a LurkResponse 413")
+    status, _, body = c.response()
+    check(status == 200 and body["PingResponse"]["RequestId"] == "after-big",
+          "the request after the oversize body is served on the same connection")
+
+    # Expect: 100-continue
+    payload = b'{"PingRequest":{"RequestId":"expect"}}'
+    c.send(b"POST /.well-known/lurk HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+           b"Content-Length: %d\r\n\r\n" % len(payload))
+    status, _, _ = c.response()
+    check(status == 100, "Expect: 100-continue gets 100 Continue (%d)" % status)
+    c.send(payload)
+    status, _, body = c.response()
+    check(status == 200 and body["PingResponse"]["RequestId"] == "expect",
+          "then the request is served")
+    c.close()
+
+    # Ambiguous or malformed heads: 400, a LurkResponse, Connection: close, EOF.
+    bad = {
+        "Content-Length twice": b"Content-Length: 2\r\nContent-Length: 2\r\n",
+        "two Content-Lengths": b"Content-Length: 2\r\nContent-Length: 3\r\n",
+        "Content-Length +2": b"Content-Length: +2\r\n",
+        "Transfer-Encoding chunked": b"Transfer-Encoding: chunked\r\n",
+        "Transfer-Encoding and Content-Length": b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+        "white space before the colon": b"Content-Length : 2\r\n",
+        "obs-fold": b"X-A: a\r\n b\r\nContent-Length: 2\r\n",
+    }
+    for name, fields in bad.items():
+        c = Conn(ctx, port)
+        c.send(ping("before") + b"POST /.well-known/lurk HTTP/1.1\r\nHost: x\r\n" + fields
+               + b"\r\n{}" + ping("after"))
+        s1, _, b1 = c.response()
+        s2, h2, b2 = c.response()
+        check(s1 == 200 and s2 == 400 and lurk_status(b2) == 400
+              and h2.get("connection") == "close" and c.at_eof(),
+              "%s: the request before it served, then a LurkResponse 400 and close "
+              "(%d, %d, %s)" % (name, s1, s2, (b2 or {}).get("LurkResponse", {}).get("StatusDescription")))
+        c.close()
+
+    # HTTP/1.0 without keep-alive: one reply, then close.
+    c = Conn(ctx, port)
+    c.send(b"POST /.well-known/lurk HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload)
+    status, headers, _ = c.response()
+    check(status == 200 and headers.get("connection") == "close" and c.at_eof(),
+          "HTTP/1.0: served, then closed")
+    c.close()
+
+
+def sign_body(keyid, alg="rsa-pss"):
+    if alg == "rsa-pss":
+        return {"KeyId": keyid, "Algorithm": "rsa-pss", "DigestAlg": "sha256", "SaltLength": 32,
+                "Data": b64url(tls13_cv_input())}
+    return {"KeyId": keyid, "Algorithm": "ecdsa", "DigestAlg": "sha256",
+            "Data": b64url(tls13_cv_input())}
+
+
+def queue(d, port, keyid, expect, threads=4, per_thread=150, rounds=6):
+    """Closed-loop clients (one request in flight each) then pipelining
+    clients (depth in flight each); counts 200 and 503 replies."""
+    ctx = tls_context(d)
+    # under the bound: 4 x 4 in flight (a few ms of wait); over it: 8 x 16
+    pipes, depth = (4, 4) if expect == "none" else (8, 16)
+    counts = {"ok": 0, "shed": 0, "other": 0, "retry_after": True}
+    lock = threading.Lock()
+    errors = []
+
+    def tally(status, headers, body):
+        with lock:
+            if status == 200 and lurk_status(body) == 200:
+                counts["ok"] += 1
+            elif status == 503 and lurk_status(body) == 503:
+                counts["shed"] += 1
+                counts["retry_after"] &= "retry-after" in headers
+            else:
+                counts["other"] += 1
+
+    def closed_loop(t):
+        try:
+            c = Conn(ctx, port)
+            for i in range(per_thread):
+                c.send(request_bytes("Sign", sign_body(keyid), "q-%d-%d" % (t, i)))
+                tally(*c.response())
+            c.close()
+        except (OSError, ConnectionError, ssl.SSLError) as e:
+            errors.append(repr(e))
+
+    def pipelined(t):
+        try:
+            c = Conn(ctx, port)
+            for r in range(rounds):
+                c.send(b"".join(request_bytes("Sign", sign_body(keyid), "p-%d-%d-%d" % (t, r, i))
+                                for i in range(depth)))
+                for _ in range(depth):
+                    tally(*c.response())
+            c.close()
+        except (OSError, ConnectionError, ssl.SSLError) as e:
+            errors.append(repr(e))
+
+    t0 = time.monotonic()
+    for target, n in ((closed_loop, threads), (pipelined, pipes)):
+        ths = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join()
+    total = threads * per_thread + pipes * rounds * depth
+    print("%d RSA signs (%d closed-loop clients, then %d clients %d deep): %d answered 200, "
+          "%d answered 503, %d other, in %.2f s"
+          % (total, threads, pipes, depth, counts["ok"], counts["shed"], counts["other"],
+             time.monotonic() - t0), flush=True)
+    check(not errors and counts["ok"] + counts["shed"] == total and counts["other"] == 0,
+          "every request got 200 or 503 (errors: %s)" % errors[:3])
+    if expect == "none":
+        check(counts["shed"] == 0, "no request shed while the waits stay under the bound")
+    else:
+        check(counts["shed"] > 0 and counts["ok"] > 0,
+              "requests shed once the waits exceed the bound, the others served")
+        check(counts["retry_after"], "each 503 carries Retry-After")
+
+
+def fair(d, port, rsa4096, p256, depth=16, samples=40):
+    """A P-256 sign on one connection while another keeps `depth` RSA-4096
+    signs in flight: its latency stays about one RSA-4096 sign."""
+    ctx = tls_context(d)
+    # what one RSA-4096 and one P-256 sign take here, alone
+    c = Conn(ctx, port)
+    def timed(body, rid):
+        t = time.monotonic()
+        c.send(request_bytes("Sign", body, rid))
+        st = c.response()[0]
+        return time.monotonic() - t, st
+    alone = sorted(timed(sign_body(rsa4096), "alone-%d" % i)[0] for i in range(10))
+    t4096 = alone[len(alone) // 2]
+    stop = threading.Event()
+    streamed = [0]
+
+    def stream():
+        s = Conn(ctx, port)
+        inflight = 0
+        i = 0
+        while not stop.is_set() or inflight > 0:
+            while inflight < depth and not stop.is_set():
+                s.send(request_bytes("Sign", sign_body(rsa4096), "s-%d" % i))
+                i += 1
+                inflight += 1
+            s.response()
+            inflight -= 1
+            streamed[0] += 1
+        s.close()
+
+    th = threading.Thread(target=stream)
+    th.start()
+    t0 = time.monotonic()
+    while streamed[0] < depth and time.monotonic() - t0 < 10:
+        time.sleep(0.01)   # until the stream runs at full depth
+    lat = []
+    statuses = set()
+    for i in range(samples):
+        dt, st = timed(sign_body(p256, "ecdsa"), "p-%d" % i)
+        lat.append(dt)
+        statuses.add(st)
+    stop.set()
+    th.join()
+    c.close()
+    lat.sort()
+    p50, p90 = lat[len(lat) // 2], lat[int(len(lat) * 0.9)]
+    print("RSA-4096 sign alone: %.1f ms; P-256 sign behind a stream of RSA-4096 signs %d deep: "
+          "p50 %.1f ms, p90 %.1f ms, max %.1f ms (%d RSA-4096 signs streamed)"
+          % (t4096 * 1000, depth, p50 * 1000, p90 * 1000, lat[-1] * 1000, streamed[0]), flush=True)
+    check(statuses == {200}, "the P-256 signs were served (%s)" % sorted(statuses))
+    check(p50 < 2 * t4096 + 0.005,
+          "a P-256 sign waits about one RSA-4096 sign, not the backlog (p50 %.1f ms, one "
+          "RSA-4096 sign %.1f ms, backlog %d signs)" % (p50 * 1000, t4096 * 1000, depth))
+
+
 mode = sys.argv[1]
 if mode == "overload":
     overload(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
@@ -324,4 +597,10 @@ elif mode == "audit":
     audit(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
 elif mode == "auditbusy":
     auditbusy(sys.argv[2], int(sys.argv[3]))
+elif mode == "framing":
+    framing(sys.argv[2], int(sys.argv[3]))
+elif mode == "queue":
+    queue(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+elif mode == "fair":
+    fair(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
 sys.exit(exit_status())

@@ -5,6 +5,11 @@
 # exceeds the queue limit of one event loop is answered 503 + Retry-After
 # instead of queueing, past max_connections new connections get no service,
 # and a connection that never starts TLS is closed after header_timeout.
+# The HTTP/1.1 front: pipelined requests answered in order and together,
+# ambiguous heads refused with a LurkResponse 400.  Shedding by queueing
+# delay: no 503 at saturation while the waits stay under queue_max_ms, 503s
+# once they exceed it; a P-256 sign is not held up by another connection's
+# backlog of RSA-4096 signs.
 # Each phase starts its own server (threads = 1) and stops it by pid.
 # The audit log gets a request's line promptly even while its loop never
 # goes idle (bodies trickling in as one-byte TLS records).  Last, with two
@@ -52,6 +57,29 @@ ks_stop
 with_limits "header_timeout = 60"
 ks_start "$dir" >/dev/null
 python3 "$py" auditbusy "$dir" "$KS_PORT"
+ks_stop
+
+with_limits "header_timeout = 60"
+ks_start "$dir" >/dev/null
+python3 "$py" framing "$dir" "$KS_PORT"
+ks_stop
+
+# Shedding by queueing delay: none while the waits stay under queue_max_ms
+# (the default, 100 ms), some once they exceed it (1 ms).
+rsa2048=$(ks_keyid rsa2048 "$dir")
+p256=$(ks_keyid p256 "$dir")
+with_limits "queue_max_ms = 100"
+ks_start "$dir" >/dev/null
+python3 "$py" queue "$dir" "$KS_PORT" "$rsa2048" none
+ks_stop
+with_limits "queue_max_ms = 1"
+ks_start "$dir" >/dev/null
+python3 "$py" queue "$dir" "$KS_PORT" "$rsa2048" some
+ks_stop
+
+with_limits "queue_max_ms = 10000"
+ks_start "$dir" >/dev/null
+python3 "$py" fair "$dir" "$KS_PORT" "$rsa" "$p256"
 ks_stop
 
 cp "$work/keyserver.cnf.orig" "$dir/keyserver.cnf"   # threads = 2
