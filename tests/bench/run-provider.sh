@@ -6,6 +6,8 @@
 set -u
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-$SRC/build}
+# absolute: OpenSSL resolves a relative module path against its own modules dir
+BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || { echo "run-provider.sh: no build dir ${1:-$SRC/build}" >&2; exit 1; }
 export LURK_KEYSERVER=$BUILD/server/lurk-keyserver LURK_CLI=$BUILD/client/lurk
 export LURK_PROVIDER=$BUILD/provider/lurk.so
 . "$SRC/tests/lib/keyserver.sh"

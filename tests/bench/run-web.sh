@@ -24,6 +24,10 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${LURK_BUILD_DIR:-$top/build}
 export LURK_SOURCE_ROOT=${LURK_SOURCE_ROOT:-$top}
 export LURK_BUILD_ROOT=${LURK_BUILD_ROOT:-$build}
+# absolute: OpenSSL resolves a relative module path against its own modules dir
+LURK_BUILD_ROOT=$(cd "$LURK_BUILD_ROOT" 2>/dev/null && pwd) ||
+    { echo "run-web.sh: no build dir $build" >&2; exit 1; }
+LURK_SOURCE_ROOT=$(cd "$LURK_SOURCE_ROOT" && pwd)
 SECS=${BENCH_SECONDS:-5}
 THREADS=${BENCH_THREADS:-4}
 MAX=${BENCH_MAX:-200000}
