@@ -3,7 +3,7 @@
  * handshake_load.c - TLS handshake load generator for the web benchmark
  * (tests/bench/run-web.sh).
  *
- * T threads each loop: TCP connect, full TLS handshake, close.  Every
+ * T threads (up to 512) each loop: TCP connect, full TLS handshake, close.  Every
  * handshake is a full one (client session cache off, no tickets, a new SSL
  * per connection), so every handshake costs the server one private-key
  * operation.  The run stops at the duration or at the maximum count,
@@ -30,8 +30,12 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#define HL_MAX_THREADS 64
+/* Many connections in flight: nginx workers that each wait one key-server
+ * round trip need about 2 x workers of them (run-deploy.sh). */
+#define HL_MAX_THREADS 512
+#define HL_THREAD_STACK (512 * 1024)
 #define HL_DEFAULT_MAX_COUNT 1000000L
+#define HL_MAX_SAMPLES 200000L
 
 typedef struct {
     const char *host;
@@ -84,10 +88,10 @@ static void hl_usage(FILE *f)
             "  -c CIPHERS     TLS 1.2 cipher list (e.g. AES128-GCM-SHA256)\n"
             "  -C SUITES      TLS 1.3 cipher suites\n"
             "  -g GROUPS      key exchange groups (e.g. X25519)\n"
-            "  -t THREADS     concurrent connections (1)\n"
+            "  -t THREADS     concurrent connections (1, at most %d)\n"
             "  -d SECONDS     duration (5)\n"
             "  -n COUNT       maximum number of handshakes (%ld)\n",
-            HL_DEFAULT_MAX_COUNT);
+            HL_MAX_THREADS, HL_DEFAULT_MAX_COUNT);
 }
 
 static int hl_parse(int argc, char **argv, hl_opts *o)
@@ -287,6 +291,7 @@ int main(int argc, char **argv)
     hl_opts o;
     hl_worker w[HL_MAX_THREADS];
     pthread_t tid[HL_MAX_THREADS];
+    pthread_attr_t attr;
     struct addrinfo hints;
     struct addrinfo *addr = NULL;
     double *all = NULL;
@@ -312,7 +317,7 @@ int main(int argc, char **argv)
     for (i = 0; i < o.threads; i++) {
         w[i].opts = &o;
         w[i].addr = addr;
-        w[i].cap = o.max_count < 1000000 ? o.max_count : 1000000;
+        w[i].cap = o.max_count < HL_MAX_SAMPLES ? o.max_count : HL_MAX_SAMPLES;
         w[i].lat_ms = calloc((size_t)w[i].cap, sizeof(double));
         w[i].ctx = hl_ctx_new(&o);
         if (w[i].lat_ms == NULL || w[i].ctx == NULL) {
@@ -320,10 +325,12 @@ int main(int argc, char **argv)
             goto end;
         }
     }
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, HL_THREAD_STACK);
     t0 = hl_now();
     hl_deadline = t0 + o.duration;
     for (i = 0; i < o.threads; i++) {
-        if (pthread_create(&tid[i], NULL, hl_run, &w[i]) != 0) {
+        if (pthread_create(&tid[i], &attr, hl_run, &w[i]) != 0) {
             hl_deadline = 0;
             break;
         }
@@ -332,6 +339,7 @@ int main(int argc, char **argv)
     for (i = 0; i < started; i++) {
         pthread_join(tid[i], NULL);
     }
+    pthread_attr_destroy(&attr);
     elapsed = hl_now() - t0;
     if (started != o.threads) {
         fprintf(stderr, "handshake_load: cannot start threads\n");
