@@ -20,9 +20,10 @@
  * handler runs there.  The work runs in slices (on_work): one request per
  * connection in turn, connections that just became busy first (a queue of
  * new connections before the queue of those with a backlog, as fq_codel's
- * new flows), for at most SLICE_US (or SLICE_MAX requests), then every
- * connection the slice answered gets its replies in one SSL_write (one TLS
- * record up to 16 KiB, one write(2)).  A slice that leaves work re-arms
+ * new flows), each turn serving its requests for up to TURN_US (so that
+ * its replies can leave together), for at most SLICE_US (or SLICE_MAX
+ * requests) in all, then every connection the slice answered gets its
+ * replies in one SSL_write (one TLS record up to 16 KiB, one write(2)).  A slice that leaves work re-arms
  * itself as a zero timer, so epoll runs between slices and requests that
  * arrived meanwhile are read and timestamped within one slice; a slice
  * started by a read runs in the same loop iteration, after the reads.  So
@@ -110,7 +111,8 @@
 #define AUDIT_LOG_INTERVAL 10      /* seconds between "audit log" errors */
 #define SLICE_US 1000              /* work per slice before epoll runs again */
 #define SLICE_MAX 256              /* requests per slice */
-#define READS_MAX 16               /* reads (TLS records) per read callback */
+#define TURN_US 200                /* work for one connection per turn */
+#define READS_MAX 64               /* TLS records (reads) per read callback */
 #define READ_CHUNK 16384           /* room made before each read: one record */
 #define QUEUE_HIGH 256             /* requests queued on a connection: stop reading */
 #define OUT_HIGH (256 * 1024)      /* unsent reply bytes: stop serving the connection */
@@ -152,6 +154,7 @@ struct lurk_srv_conn {
     struct event *rev;
     struct event *wev;
     struct event *tev;             /* header deadline, idle timeout, linger */
+    struct event *kev;             /* read again in the next iteration */
     int state;
     int reading;                   /* rev is added */
     int writing;                   /* wev is added */
@@ -530,6 +533,9 @@ static void conn_free(lurk_srv_conn *c)
     if (c->tev != NULL) {
         event_free(c->tev);
     }
+    if (c->kev != NULL) {
+        event_free(c->kev);
+    }
     SSL_free(c->ssl);
     ERR_clear_error();
     if (c->fd >= 0) {
@@ -884,8 +890,19 @@ static void conn_on_read(lurk_srv_conn *c)
     if (c->in_len > 0 && !conn_parse(c, now_ns())) {
         return;
     }
-    for (int i = 0; i < READS_MAX && !c->rd_done && !c->closing && c->q_n < QUEUE_HIGH; i++) {
+    for (int i = 0; !c->rd_done && !c->closing && c->q_n < QUEUE_HIGH; i++) {
         long n;
+
+        if (i == READS_MAX) {
+            /* Enough for one turn.  Records OpenSSL has read ahead raise
+             * no epoll event: come back in the next iteration for them. */
+            if (c->ssl != NULL && SSL_has_pending(c->ssl)) {
+                static const struct timeval zero = { 0, 0 };
+
+                evtimer_add(c->kev, &zero);
+            }
+            break;
+        }
 
         if (!grow(&c->in, &c->in_cap, c->in_len, READ_CHUNK)) {
             c->rd_done = 1;
@@ -893,11 +910,18 @@ static void conn_on_read(lurk_srv_conn *c)
         }
         n = conn_recv(c, c->in + c->in_len, c->in_cap - c->in_len);
         if (n > 0) {
+            size_t room = c->in_cap - c->in_len;
+
             c->in_len += (size_t)n;
             t = now_ns();
             c->last_active = t;
             if (!conn_parse(c, t)) {
                 return;
+            }
+            /* What one read(2) brought is in: no second read only to hear
+             * EAGAIN (epoll is level-triggered and says if more came). */
+            if (c->ssl != NULL ? !SSL_has_pending(c->ssl) : (size_t)n < room) {
+                break;
             }
             continue;
         }
@@ -1076,7 +1100,8 @@ static void conn_after_work(lurk_srv_conn *c)
         return;
     }
     conn_update_read(c);
-    if (c->reading && !was_reading && (c->in_len > 0 || (c->ssl != NULL && SSL_pending(c->ssl) > 0))) {
+    if (c->reading && !was_reading
+        && (c->in_len > 0 || (c->ssl != NULL && SSL_has_pending(c->ssl)))) {
         conn_on_read(c); /* input left when reading stopped */
         return;
     }
@@ -1143,6 +1168,15 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
     evtimer_add(c->tev, &tv);
 }
 
+static void on_conn_kick(evutil_socket_t fd, short what, void *arg)
+{
+    lurk_srv_conn *c = arg;
+
+    if (c->state == CONN_OPEN && c->reading) {
+        conn_on_read(c);
+    }
+}
+
 static void log_refusal(lurk_srv_loop *l)
 {
     time_t now = time(NULL);
@@ -1172,7 +1206,8 @@ static int conn_new(lurk_srv_loop *l, int fd, int is_unix)
     c->rev = event_new(l->base, fd, EV_READ | EV_PERSIST, on_conn_io, c);
     c->wev = event_new(l->base, fd, EV_WRITE | EV_PERSIST, on_conn_io, c);
     c->tev = evtimer_new(l->base, on_conn_timer, c);
-    if (c->rev == NULL || c->wev == NULL || c->tev == NULL) {
+    c->kev = evtimer_new(l->base, on_conn_kick, c);
+    if (c->rev == NULL || c->wev == NULL || c->tev == NULL || c->kev == NULL) {
         goto fail;
     }
     if (is_unix) {
@@ -1211,6 +1246,8 @@ static int conn_new(lurk_srv_loop *l, int fd, int is_unix)
             goto fail;
         }
         SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        /* one read(2) takes every record the socket has */
+        SSL_set_read_ahead(c->ssl, 1);
         SSL_set_accept_state(c->ssl);
         c->state = CONN_HANDSHAKE;
     }
@@ -1374,7 +1411,7 @@ static void conn_serve_one(lurk_srv_conn *c, uint64_t now)
 }
 
 /*
- * One slice: a request per connection in turn (new connections first),
+ * One slice: connections in turn (new ones first), each for up to TURN_US,
  * until SLICE_US have passed or SLICE_MAX requests were served, then the
  * replies go out, one write per connection.  Runs again in the next loop
  * iteration while work is left, so epoll runs between slices.
@@ -1390,19 +1427,22 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
     l->work_sched = 0;
     l->in_work = 1;
     loop_refresh(l);
-    while (n < SLICE_MAX && (c = runq_pop(l)) != NULL) {
-        conn_serve_one(c, t);
+    while (n < SLICE_MAX && t - t0 < (uint64_t)SLICE_US * 1000u && (c = runq_pop(l)) != NULL) {
+        uint64_t turn = t;
+
         if (!c->dirty) {
             c->dirty = 1;
             l->dirty[l->n_dirty++] = c;
         }
+        /* its turn: requests while they take less than TURN_US together */
+        do {
+            conn_serve_one(c, t);
+            n++;
+            t = now_ns();
+        } while (c->q_n > 0 && !c->closing && n < SLICE_MAX && t - turn < (uint64_t)TURN_US * 1000u
+                 && t - t0 < (uint64_t)SLICE_US * 1000u);
         if (c->q_n > 0 && !c->closing && conn_unsent(c) < OUT_HIGH) {
             runq_push(c, RUNQ_OLD);
-        }
-        n++;
-        t = now_ns();
-        if (t - t0 >= (uint64_t)SLICE_US * 1000u) {
-            break;
         }
     }
     for (size_t i = 0; i < l->n_dirty; i++) {

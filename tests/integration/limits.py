@@ -276,10 +276,11 @@ class RecordConn:
                 return b""
 
 
-def auditbusy(d, port, n_conns=3, pad=50000):
+def auditbusy(d, port, n_conns=3, pad=200000):
     """The idle event never runs while a socket has data left: a request
-    body sent as `pad` one-byte records keeps the loop reading a record or
-    two per connection and pass, with no audit line until the body ends."""
+    body sent as `pad` one-byte records (max_body raised for it) keeps the
+    loop reading a few dozen records per connection and pass, with no audit
+    line until the body ends."""
     ctx = tls_context(d)
     s = connect(ctx, port)
     ping = b'{"PingRequest":{"RequestId":"busy-end"}}'

@@ -54,7 +54,7 @@ ks_start "$dir" >/dev/null
 python3 "$py" header "$KS_PORT" 1
 ks_stop
 
-with_limits "header_timeout = 60"
+with_limits "header_timeout = 60" "max_body = 262144"
 ks_start "$dir" >/dev/null
 python3 "$py" auditbusy "$dir" "$KS_PORT"
 ks_stop
