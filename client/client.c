@@ -25,6 +25,8 @@
 #include "lurk_client.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,19 +44,32 @@
 #include "lurk_keyid.h"
 #include "lurk_transport.h"
 
-#define LURK_CLIENT_POOL_MAX 32
+#define LURK_CLIENT_MUX_MAX 256 /* connections per server and process, idle ones evicted */
 #define LURK_CLIENT_MAX_CRED (1024 * 1024)
 
-typedef struct {
-    LURK_CONN *conn;
+typedef struct lurk_mux_st lurk_mux;
+
+/* One thread's connection to one server.  Its owner thread sends on it and
+ * reads from it; `lock` guards the connection and the queue, since an
+ * abandoned operation may be let go from another thread. */
+struct lurk_mux_st {
+    lurk_mux *next;           /* the server's list, under the client lock */
+    pthread_t owner;
     pid_t pid;
     unsigned gen;
-} lurk_pooled;
+    int users;                /* atomic: lookups in progress + requests in flight */
+    pthread_mutex_t lock;
+    LURK_CONN *conn;
+    LURK_CLIENT_OP *head;     /* requests sent, in order: replies come in this order */
+    LURK_CLIENT_OP *tail;
+    size_t n_sent;
+    LURK_CLIENT_OP *reader;   /* the waiting operation that polls the socket */
+};
 
 typedef struct {
     lurk_transport_server srv;
-    lurk_pooled idle[LURK_CLIENT_POOL_MAX];
-    size_t n_idle;
+    lurk_mux *muxes;
+    size_t n_muxes;
 } lurk_client_server;
 
 struct lurk_client_st {
@@ -64,13 +79,55 @@ struct lurk_client_st {
     lurk_transport_opts opts;
     long timeout_ms;
 
-    pthread_mutex_t lock;     /* guards the idle stacks and share */
+    pthread_mutex_t lock;     /* guards the mux lists and share */
     LURK_SHARE *share;        /* this process's; NULL until the first connection */
     pid_t share_pid;          /* the process the share was made in */
     int preferred;            /* index of the last server that answered (atomic) */
 
     LURK_CLIENT *reg_next;    /* registry, under lurk_registry_lock */
     LURK_CLIENT *reg_prev;
+};
+
+enum {
+    LURK_OP_IDLE,     /* to be sent (first try, failover or resend) */
+    LURK_OP_SENT,     /* in a mux queue, awaiting its reply */
+    LURK_OP_REPLIED,  /* the reply is in op->body */
+    LURK_OP_FAILED,   /* the connection failed under it: err, d, lost */
+    LURK_OP_DONE      /* err is the result */
+};
+
+struct lurk_client_op_st {
+    LURK_CLIENT *c;
+    int refs;                 /* atomic: the caller + the mux queue while sent */
+    int state;                /* under the mux lock while sent */
+    lurk_tx type;
+    int secret;               /* the reply carries a secret (decrypt, agree) */
+    int premaster;            /* a TLS premaster: always 48 bytes */
+    char request_id[LURK_REQUEST_ID_MAX + 1];
+    char *json;
+    size_t json_len;
+    long deadline;
+    size_t start;             /* first server tried */
+    size_t tries;             /* servers tried so far */
+    size_t server;            /* the current one */
+    int blocking;             /* the caller polls the socket itself */
+    int detached;             /* the caller is gone or has given up: drop the reply */
+    int reused;               /* sent on a connection that was already up */
+    int resent;               /* sent again once after a lost kept-alive connection */
+    int lost;                 /* FAILED: the connection was lost */
+    int partial;              /* FAILED: part of the reply had arrived */
+    lurk_mux *mux;            /* while sent */
+    LURK_CLIENT_OP *next;     /* in the mux queue */
+    lurk_err err;
+    lurk_detail d;
+    long http_status;
+    char *body;
+    size_t body_len;
+    lurk_response resp;
+    lurk_client_verify_fn *verify;
+    void *verify_arg;
+    lurk_client_wake_fn *wake;
+    void *wake_arg;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -80,6 +137,8 @@ static pthread_mutex_t lurk_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static LURK_CLIENT *lurk_registry;
 static unsigned lurk_fork_gen;  /* bumped in the child; read under a client's lock */
 static pthread_once_t lurk_atfork_once = PTHREAD_ONCE_INIT;
+
+static void lurk_mux_free(lurk_mux *m, int ours);
 
 static void lurk_fork_prepare(void)
 {
@@ -103,8 +162,8 @@ static void lurk_fork_child(void)
     for (LURK_CLIENT *c = lurk_registry; c != NULL; c = c->reg_next) {
         /* Forget, never clean up: the parent still owns these sockets. */
         for (size_t i = 0; i < c->n_servers; i++) {
-            memset(c->servers[i].idle, 0, sizeof(c->servers[i].idle));
-            c->servers[i].n_idle = 0;
+            c->servers[i].muxes = NULL;
+            c->servers[i].n_muxes = 0;
         }
         c->share = NULL;
         pthread_mutex_unlock(&c->lock);
@@ -417,14 +476,14 @@ void lurk_client_free(LURK_CLIENT *c)
     lurk_registry_remove(c);
     pid = lurk_self_pid();
     for (size_t i = 0; i < c->n_servers; i++) {
-        for (size_t j = 0; j < c->servers[i].n_idle; j++) {
-            lurk_pooled *pc = &c->servers[i].idle[j];
+        lurk_mux *next = NULL;
 
-            if (pc->pid == pid && pc->gen == lurk_fork_gen) {
-                lurk_conn_free(pc->conn);
-            }
+        for (lurk_mux *m = c->servers[i].muxes; m != NULL; m = next) {
+            next = m->next;
+            lurk_mux_free(m, m->pid == pid && m->gen == lurk_fork_gen);
         }
-        c->servers[i].n_idle = 0;
+        c->servers[i].muxes = NULL;
+        c->servers[i].n_muxes = 0;
     }
     if (c->share_pid == pid) {
         lurk_share_free(c->share); /* else inherited: the parent's to free */
@@ -439,105 +498,342 @@ void lurk_client_free(LURK_CLIENT *c)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Pool                                                                       */
+/* Connections: one per thread and server, requests pipelined on it         */
 
-static lurk_err lurk_pool_get(LURK_CLIENT *c, size_t s, lurk_pooled *out, lurk_detail *d)
+static void lurk_mux_free(lurk_mux *m, int ours)
+{
+    if (m == NULL) {
+        return;
+    }
+    if (ours) {
+        lurk_conn_free(m->conn); /* else inherited: never talk on it */
+    }
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+static void lurk_mux_put(lurk_mux *m)
+{
+    __atomic_sub_fetch(&m->users, 1, __ATOMIC_ACQ_REL);
+}
+
+/* This thread's connection to server s, made (without network) on first
+ * use; the caller holds a use of it until lurk_mux_put. */
+static lurk_err lurk_mux_get(LURK_CLIENT *c, size_t s, lurk_mux **out, lurk_detail *d)
 {
     lurk_client_server *cs = &c->servers[s];
     pid_t pid = lurk_self_pid();
+    pthread_t self = pthread_self();
     lurk_err err = LURK_OK;
-    LURK_SHARE *share;
+    lurk_mux *m = NULL;
+    lurk_mux **pp;
     char why[sizeof(d->msg)];
 
-    memset(out, 0, sizeof(*out));
+    *out = NULL;
     pthread_mutex_lock(&c->lock);
-    while (cs->n_idle > 0) {
-        lurk_pooled pc = cs->idle[--cs->n_idle];
-
-        if (pc.pid == pid && pc.gen == lurk_fork_gen) {
-            *out = pc;
+    for (m = cs->muxes; m != NULL; m = m->next) {
+        if (m->pid == pid && m->gen == lurk_fork_gen && pthread_equal(m->owner, self)) {
+            __atomic_add_fetch(&m->users, 1, __ATOMIC_ACQ_REL);
+            *out = m;
             pthread_mutex_unlock(&c->lock);
             return LURK_OK;
         }
-        /* Inherited without a fork handler having run: forget it. */
+    }
+    /* Room for one more: forget connections of threads that are gone (or
+     * idle, unused), oldest first; inherited ones are never cleaned up. */
+    for (pp = &cs->muxes; cs->n_muxes >= LURK_CLIENT_MUX_MAX && *pp != NULL;) {
+        lurk_mux *x = *pp;
+
+        if (__atomic_load_n(&x->users, __ATOMIC_ACQUIRE) == 0 || x->pid != pid
+            || x->gen != lurk_fork_gen) {
+            *pp = x->next;
+            cs->n_muxes--;
+            lurk_mux_free(x, x->pid == pid && x->gen == lurk_fork_gen && x->users == 0);
+        } else {
+            pp = &x->next;
+        }
+    }
+    if (cs->n_muxes >= LURK_CLIENT_MUX_MAX) {
+        lurk_detail_set(d, "%s: more than %d threads with requests in flight", cs->srv.name,
+                        LURK_CLIENT_MUX_MAX);
+        err = LURK_ERR_UNAVAILABLE;
+        goto end;
     }
     if (c->share != NULL && c->share_pid != pid) {
         c->share = NULL; /* inherited without the fork handlers: forget it */
     }
     if (c->share == NULL) {
-        err = lurk_share_new(&c->share);
-        if (err != LURK_OK) {
+        if (lurk_share_new(&c->share) != LURK_OK) {
             c->share = NULL; /* connections then simply do not share sessions */
         }
         c->share_pid = pid;
     }
-    share = c->share;
-    out->pid = pid;
-    out->gen = lurk_fork_gen;
-    pthread_mutex_unlock(&c->lock);
-
+    m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        err = LURK_ERR_NOMEM;
+        goto end;
+    }
     why[0] = '\0';
-    err = lurk_conn_new(&cs->srv, &c->opts, share, &out->conn, why, sizeof(why));
+    err = lurk_conn_new(&cs->srv, &c->opts, c->share, &m->conn, why, sizeof(why));
     if (err != LURK_OK) {
         lurk_detail_set(d, "%s", why);
+        free(m);
+        m = NULL;
+        goto end;
     }
+    pthread_mutex_init(&m->lock, NULL);
+    m->owner = self;
+    m->pid = pid;
+    m->gen = lurk_fork_gen;
+    m->users = 1;
+    m->next = cs->muxes;
+    cs->muxes = m;
+    cs->n_muxes++;
+    *out = m;
+
+end:
+    pthread_mutex_unlock(&c->lock);
     return err;
 }
 
-/* `pc` was taken by lurk_pool_get in this call, so pc->pid is this
- * process's. */
-static void lurk_pool_put(LURK_CLIENT *c, size_t s, lurk_pooled *pc)
+static void lurk_op_unref(LURK_CLIENT_OP *op)
 {
-    lurk_client_server *cs = &c->servers[s];
-    int keep = 0, ours;
-
-    pthread_mutex_lock(&c->lock);
-    ours = pc->gen == lurk_fork_gen; /* else a fork happened meanwhile: forget it */
-    if (ours && cs->n_idle < LURK_CLIENT_POOL_MAX) {
-        cs->idle[cs->n_idle++] = *pc;
-        keep = 1;
+    if (op == NULL || __atomic_sub_fetch(&op->refs, 1, __ATOMIC_ACQ_REL) > 0) {
+        return;
     }
-    pthread_mutex_unlock(&c->lock);
-    if (!keep && ours) {
-        lurk_conn_free(pc->conn); /* pool full */
+    if (op->body != NULL) {
+        OPENSSL_clear_free(op->body, op->body_len + 1);
     }
-    pc->conn = NULL;
+    lurk_response_clear(&op->resp);
+    free(op->json);
+    free(op);
 }
 
-/* ------------------------------------------------------------------------ */
-/* One call: encode, post with failover, decode, check                        */
+/* Operations to wake once the mux lock is released; each holds a reference. */
+typedef struct {
+    LURK_CLIENT_OP *ops[64];
+    size_t n;
+    int overflow;
+} lurk_wakes;
 
-static int lurk_moves_on(lurk_err err)
+static void lurk_wakes_add(lurk_wakes *w, LURK_CLIENT_OP *op)
 {
-    return lurk_err_is_transient(err) || err == LURK_ERR_TLS;
+    if (op->wake == NULL || op->detached) {
+        return;
+    }
+    if (w->n == sizeof(w->ops) / sizeof(w->ops[0])) {
+        w->overflow = 1; /* a wake costs little: the rest re-check at their next step */
+        return;
+    }
+    __atomic_add_fetch(&op->refs, 1, __ATOMIC_ACQ_REL);
+    w->ops[w->n++] = op;
+}
+
+static void lurk_wakes_run(lurk_wakes *w)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        w->ops[i]->wake(w->ops[i]->wake_arg);
+        lurk_op_unref(w->ops[i]);
+    }
+    w->n = 0;
+}
+
+/* Takes op out of the queue head (under the mux lock); the queue's
+ * reference and use of the mux pass to the caller. */
+static void lurk_mux_pop(lurk_mux *m)
+{
+    LURK_CLIENT_OP *op = m->head;
+
+    m->head = op->next;
+    if (m->head == NULL) {
+        m->tail = NULL;
+    }
+    op->next = NULL;
+    m->n_sent--;
+}
+
+/* Under the mux lock: when the reader is gone, the first operation still
+ * waiting takes its place and is woken to learn it. */
+static void lurk_mux_elect(lurk_mux *m, lurk_wakes *w)
+{
+    if (m->reader != NULL && m->reader->state == LURK_OP_SENT && !m->reader->detached
+        && m->reader->mux == m) {
+        return;
+    }
+    m->reader = NULL;
+    for (LURK_CLIENT_OP *op = m->head; op != NULL; op = op->next) {
+        if (!op->detached && !op->blocking && op->wake != NULL) {
+            m->reader = op;
+            lurk_wakes_add(w, op);
+            return;
+        }
+    }
+}
+
+/* Ends one queued operation (the head) with a reply or a failure. */
+static void lurk_mux_finish_head(lurk_mux *m, lurk_wakes *w)
+{
+    LURK_CLIENT_OP *op = m->head;
+
+    lurk_mux_pop(m);
+    op->mux = NULL;
+    lurk_mux_put(m);
+    if (!op->detached) {
+        lurk_wakes_add(w, op);
+    }
+    lurk_op_unref(op); /* the queue's */
+}
+
+typedef struct {
+    lurk_mux *m;
+    lurk_wakes *w;
+} lurk_mux_rx;
+
+static void lurk_mux_on_reply(void *arg, const lurk_transport_reply *reply)
+{
+    lurk_mux_rx *rx = arg;
+    LURK_CLIENT_OP *op = rx->m->head;
+
+    if (!op->detached) {
+        op->body = malloc(reply->body_len + 1);
+        if (op->body == NULL) {
+            op->err = LURK_ERR_NOMEM;
+            op->state = LURK_OP_FAILED;
+        } else {
+            memcpy(op->body, reply->body, reply->body_len);
+            op->body[reply->body_len] = '\0';
+            op->body_len = reply->body_len;
+            op->http_status = reply->http_status;
+            op->state = LURK_OP_REPLIED;
+        }
+    }
+    lurk_mux_finish_head(rx->m, rx->w);
+}
+
+/* The connection failed: every queued operation fails with it.  The head
+ * may have seen part of its reply; the others saw nothing. */
+static void lurk_mux_fail_all(lurk_mux *m, lurk_err err, const char *why, int lost,
+                              int partial, lurk_wakes *w)
+{
+    lurk_conn_close(m->conn);
+    while (m->head != NULL) {
+        LURK_CLIENT_OP *op = m->head;
+
+        op->state = LURK_OP_FAILED;
+        op->err = err;
+        op->lost = lost;
+        op->partial = partial;
+        lurk_detail_set(&op->d, "%s", why);
+        partial = 0;
+        lurk_mux_finish_head(m, w);
+    }
+}
+
+/* Reads whatever replies have arrived (under the mux lock). */
+static void lurk_mux_read(lurk_mux *m, lurk_wakes *w)
+{
+    lurk_mux_rx rx = { m, w };
+    char why[sizeof(((lurk_detail *)0)->msg)];
+    int lost = 0, partial;
+    lurk_err err;
+
+    if (m->n_sent == 0) {
+        return;
+    }
+    why[0] = '\0';
+    err = lurk_conn_recv(m->conn, m->n_sent, lurk_mux_on_reply, &rx, &lost, why, sizeof(why));
+    if (err != LURK_OK) {
+        partial = lurk_conn_partial(m->conn);
+        lurk_mux_fail_all(m, err, why, lost, partial, w);
+    } else if (m->n_sent > 0 && lurk_conn_fd(m->conn) < 0) {
+        /* closed after a reply that said so, with requests behind it */
+        lurk_mux_fail_all(m, LURK_ERR_UNREACHABLE, "the server closed the connection", 1, 0,
+                          w);
+    }
+    lurk_mux_elect(m, w);
+}
+
+/* Sends op's request on this thread's connection to op->server. */
+static lurk_err lurk_op_send(LURK_CLIENT_OP *op)
+{
+    LURK_CLIENT *c = op->c;
+    lurk_mux *m = NULL;
+    lurk_wakes w = { .n = 0 };
+    char why[sizeof(op->d.msg)];
+    lurk_err err;
+    int reused = 0;
+
+    err = lurk_mux_get(c, op->server, &m, &op->d);
+    if (err != LURK_OK) {
+        return err;
+    }
+    pthread_mutex_lock(&m->lock);
+    why[0] = '\0';
+    err = lurk_conn_send(m->conn, op->json, op->json_len, op->deadline, c->timeout_ms, &reused,
+                         why, sizeof(why));
+    op->reused = reused;
+    if (err != LURK_OK) {
+        lurk_detail_set(&op->d, "%s", why);
+        /* the connection is gone: so are the requests queued on it */
+        lurk_mux_fail_all(m, err, why, 1, 0, &w);
+        lurk_mux_elect(m, &w);
+        pthread_mutex_unlock(&m->lock);
+        lurk_mux_put(m);
+        lurk_wakes_run(&w);
+        return err;
+    }
+    op->state = LURK_OP_SENT;
+    op->mux = m; /* the use of m taken above passes to the queue */
+    __atomic_add_fetch(&op->refs, 1, __ATOMIC_ACQ_REL);
+    if (m->tail != NULL) {
+        m->tail->next = op;
+    } else {
+        m->head = op;
+    }
+    m->tail = op;
+    m->n_sent++;
+    pthread_mutex_unlock(&m->lock);
+    return LURK_OK;
+}
+
+/* The caller gives up on a sent operation: its reply will be read and
+ * dropped.  Under the mux lock. */
+static void lurk_op_detach(LURK_CLIENT_OP *op, lurk_wakes *w)
+{
+    lurk_mux *m = op->mux;
+
+    op->detached = 1;
+    if (m != NULL) {
+        lurk_mux_elect(m, w);
+    }
 }
 
 /* Turns an HTTP reply into `resp` and the call's result. */
-static lurk_err lurk_client_check_reply(const lurk_client_server *cs, const lurk_request *req,
-                                        const lurk_transport_reply *reply, lurk_response *resp,
+static lurk_err lurk_client_check_reply(const lurk_client_server *cs,
+                                        const LURK_CLIENT_OP *req, lurk_response *resp,
                                         lurk_detail *d)
 {
     char why[256];
     lurk_err err;
 
     why[0] = '\0';
-    err = lurk_proto_decode_response(reply->body, reply->body_len, req->type, resp, why,
+    err = lurk_proto_decode_response(req->body, req->body_len, req->type, resp, why,
                                      sizeof(why));
     if (err != LURK_OK) {
-        err = lurk_err_from_status((int)reply->http_status);
+        err = lurk_err_from_status((int)req->http_status);
         if (err == LURK_OK) {
             err = LURK_ERR_PROTOCOL;
         }
         if (d != NULL) {
-            d->status = (int)reply->http_status;
+            d->status = (int)req->http_status;
         }
         lurk_detail_set(d, "%s: HTTP %ld with an invalid LURK body: %s", cs->srv.name,
-                        reply->http_status, why);
+                        req->http_status, why);
         return err;
     }
-    if (resp->status != reply->http_status) {
+    if (resp->status != req->http_status) {
         lurk_detail_set(d, "%s: Status %d differs from HTTP status %ld", cs->srv.name,
-                        resp->status, reply->http_status);
+                        resp->status, req->http_status);
         return LURK_ERR_PROTOCOL;
     }
     /* Only a LurkResponse to an unparseable request may lack the echo. */
@@ -562,92 +858,283 @@ static lurk_err lurk_client_check_reply(const lurk_client_server *cs, const lurk
     return err;
 }
 
-/* `secret`: the reply carries a secret (decrypt, agree); wipe the raw copy. */
-static lurk_err lurk_client_call(LURK_CLIENT *c, lurk_request *req, lurk_response *resp,
-                                 int secret, lurk_detail *d)
+static int lurk_moves_on(lurk_err err)
 {
-    lurk_err err;
-    char *json = NULL;
-    size_t json_len = 0;
-    long deadline;
-    size_t start, s = 0;
-    char why[sizeof(d->msg)];
+    return lurk_err_is_transient(err) || err == LURK_ERR_TLS || err == LURK_ERR_BAD_SIGNATURE;
+}
 
-    lurk_detail_reset(d);
+/* A reply is in: decodes and checks it, verifies a signature.  Moves op on
+ * to DONE, or back to IDLE for the next server. */
+static void lurk_op_replied(LURK_CLIENT_OP *op)
+{
+    const lurk_client_server *cs = &op->c->servers[op->server];
+    lurk_err err;
+
+    lurk_response_clear(&op->resp);
+    lurk_detail_reset(&op->d);
+    err = lurk_client_check_reply(cs, op, &op->resp, &op->d);
+    OPENSSL_clear_free(op->body, op->body_len + 1);
+    op->body = NULL;
+    op->body_len = 0;
+    if (err == LURK_OK && op->verify != NULL && op->verify(op->verify_arg, &op->resp.value) != 1) {
+        lurk_detail_set(&op->d, "%s: the signature it returned does not verify with the key's "
+                        "public key: refused", cs->srv.name);
+        op->d.status = 0;
+        err = LURK_ERR_BAD_SIGNATURE;
+    }
+    op->err = err;
+    if (err == LURK_OK) {
+        __atomic_store_n(&op->c->preferred, (int)op->server, __ATOMIC_RELAXED);
+    }
+    op->state = lurk_moves_on(err) ? LURK_OP_IDLE : LURK_OP_DONE;
+}
+
+/* The deadline passed while op was sent.  When it heads its queue, the
+ * server has answered nothing for that long: the connection goes, and the
+ * requests behind it move on too. */
+static void lurk_op_expired(LURK_CLIENT_OP *op, lurk_wakes *w)
+{
+    lurk_mux *m = op->mux;
+    const char *name = op->c->servers[op->server].srv.name;
+    int partial = 0;
+
+    pthread_mutex_lock(&m->lock);
+    if (op->state != LURK_OP_SENT) {
+        pthread_mutex_unlock(&m->lock);
+        return; /* answered meanwhile */
+    }
+    if (m->head == op) {
+        char why[sizeof(op->d.msg)];
+
+        partial = lurk_conn_partial(m->conn);
+        lurk_mux_pop(m);
+        op->mux = NULL;
+        lurk_mux_put(m);
+        lurk_op_unref(op); /* the queue's; the caller holds its own */
+        snprintf(why, sizeof(why), "%s: no reply to an earlier request within %ld ms", name,
+                 op->c->timeout_ms);
+        lurk_mux_fail_all(m, LURK_ERR_UNREACHABLE, why, 0, 0, w);
+    } else {
+        lurk_op_detach(op, w);
+    }
+    lurk_mux_elect(m, w);
+    pthread_mutex_unlock(&m->lock);
+    if (partial) {
+        lurk_detail_set(&op->d, "%s: reply incomplete after %ld ms", name, op->c->timeout_ms);
+    } else {
+        lurk_detail_set(&op->d, "%s: no reply within %ld ms", name, op->c->timeout_ms);
+    }
+    op->err = LURK_ERR_TIMEOUT;
+    op->resent = 1;
+    op->state = LURK_OP_IDLE;
+}
+
+int lurk_client_op_step(LURK_CLIENT_OP *op, lurk_client_wait *wait)
+{
+    LURK_CLIENT *c = op->c;
+    lurk_wakes w = { .n = 0 };
+
+    for (;;) {
+        switch (op->state) {
+        case LURK_OP_DONE:
+            return 1;
+
+        case LURK_OP_IDLE: {
+            long now = lurk_transport_now_ms();
+
+            if (op->tries == c->n_servers) {
+                op->state = LURK_OP_DONE; /* every server tried: the last answer stands */
+                break;
+            }
+            if (now >= op->deadline) {
+                if (op->tries == 0) {
+                    op->deadline = now + 1;
+                } else {
+                    op->err = LURK_ERR_TIMEOUT;
+                    lurk_detail_set(&op->d, "no answer within %ld ms (%zu of %zu servers tried)",
+                                    c->timeout_ms, op->tries, c->n_servers);
+                    op->state = LURK_OP_DONE;
+                    break;
+                }
+            }
+            op->server = (op->start + op->tries) % c->n_servers;
+            op->tries++;
+            lurk_detail_reset(&op->d);
+            op->err = lurk_op_send(op);
+            if (op->err == LURK_OK) {
+                /* no reply yet: wait for the socket */
+                break;
+            }
+            if (op->reused && !op->resent) {
+                /* the write failed on a kept-alive connection the server
+                 * closed meanwhile: once more on a new one */
+                op->resent = 1;
+                op->tries--;
+                break;
+            }
+            if (!lurk_moves_on(op->err)) {
+                op->state = LURK_OP_DONE;
+            }
+            break;
+        }
+
+        case LURK_OP_SENT: {
+            lurk_mux *m = op->mux;
+            int fd = -1;
+
+            pthread_mutex_lock(&m->lock);
+            lurk_mux_read(m, &w);
+            if (op->state == LURK_OP_SENT) {
+                if (m->reader == NULL && !op->blocking && op->wake != NULL) {
+                    m->reader = op;
+                }
+                if (op->blocking || m->reader == op || op->wake == NULL) {
+                    fd = lurk_conn_fd(m->conn);
+                }
+            }
+            pthread_mutex_unlock(&m->lock);
+            lurk_wakes_run(&w);
+            if (op->state != LURK_OP_SENT) {
+                break;
+            }
+            if (lurk_transport_now_ms() >= op->deadline) {
+                lurk_op_expired(op, &w);
+                lurk_wakes_run(&w);
+                break;
+            }
+            wait->fd = fd;
+            wait->deadline_ms = op->deadline;
+            return 0;
+        }
+
+        case LURK_OP_REPLIED:
+            lurk_op_replied(op);
+            break;
+
+        case LURK_OP_FAILED:
+            /* A kept-alive connection the server closed meanwhile (idle
+             * timeout, restart) fails before any reply byte: send once more
+             * on a new one, as libcurl itself would. */
+            if (op->lost && op->reused && !op->partial && !op->resent) {
+                op->resent = 1;
+                op->tries--;
+                op->state = LURK_OP_IDLE;
+            } else {
+                op->state = lurk_moves_on(op->err) ? LURK_OP_IDLE : LURK_OP_DONE;
+            }
+            break;
+        }
+    }
+}
+
+void lurk_client_op_set_wake(LURK_CLIENT_OP *op, lurk_client_wake_fn *wake, void *arg)
+{
+    op->wake = wake;
+    op->wake_arg = arg;
+}
+
+void lurk_client_op_free(LURK_CLIENT_OP *op)
+{
+    lurk_wakes w = { .n = 0 };
+
+    if (op == NULL) {
+        return;
+    }
+    if (op->state == LURK_OP_SENT) {
+        lurk_mux *m = op->mux;
+
+        pthread_mutex_lock(&m->lock);
+        op->wake = NULL;
+        if (op->state == LURK_OP_SENT) {
+            lurk_op_detach(op, &w);
+        }
+        pthread_mutex_unlock(&m->lock);
+        lurk_wakes_run(&w);
+    }
+    lurk_op_unref(op);
+}
+
+/* Encodes the request and makes the operation (no network yet). */
+static lurk_err lurk_op_new(LURK_CLIENT *c, lurk_request *req, int secret,
+                            LURK_CLIENT_OP **out, lurk_detail *d)
+{
+    LURK_CLIENT_OP *op = NULL;
+    lurk_err err;
+
+    *out = NULL;
+    op = calloc(1, sizeof(*op));
+    if (op == NULL) {
+        return LURK_ERR_NOMEM;
+    }
+    op->c = c;
+    op->refs = 1;
+    op->type = req->type;
+    op->secret = secret;
+    lurk_response_init(&op->resp);
     err = lurk_proto_new_request_id(req->request_id);
     if (err != LURK_OK) {
         lurk_detail_set(d, "cannot make a request id");
         goto end;
     }
-    err = lurk_proto_encode_request(req, &json, &json_len);
+    memcpy(op->request_id, req->request_id, sizeof(op->request_id));
+    err = lurk_proto_encode_request(req, &op->json, &op->json_len);
     if (err != LURK_OK) {
         lurk_detail_set(d, "cannot encode the %s request", lurk_tx_name(req->type));
         goto end;
     }
-    deadline = lurk_transport_now_ms() + c->timeout_ms;
-    start = (size_t)__atomic_load_n(&c->preferred, __ATOMIC_RELAXED) % c->n_servers;
-    err = LURK_ERR_UNREACHABLE;
-    for (size_t i = 0; i < c->n_servers; i++) {
-        lurk_pooled pc;
-        lurk_transport_reply reply;
-        long left = deadline - lurk_transport_now_ms();
-
-        s = (start + i) % c->n_servers;
-        if (left <= 0) {
-            if (i == 0) {
-                left = 1;
-            } else {
-                err = LURK_ERR_TIMEOUT;
-                lurk_detail_set(d, "no answer within %ld ms (%zu of %zu servers tried)",
-                                c->timeout_ms, i, c->n_servers);
-                break;
-            }
-        }
-        lurk_response_clear(resp);
-        lurk_detail_reset(d);
-        err = lurk_pool_get(c, s, &pc, d);
-        if (err != LURK_OK) {
-            if (lurk_moves_on(err)) {
-                continue;
-            }
-            break;
-        }
-        why[0] = '\0';
-        err = lurk_conn_post(pc.conn, json, json_len, left, &reply, why, sizeof(why));
-        if (err != LURK_OK) {
-            lurk_detail_set(d, "%s", why);
-            if (pc.gen == lurk_fork_gen) {
-                lurk_conn_free(pc.conn);
-            }
-            if (lurk_moves_on(err)) {
-                continue;
-            }
-            break;
-        }
-        err = lurk_client_check_reply(&c->servers[s], req, &reply, resp, d);
-        if (secret) {
-            lurk_conn_cleanse(pc.conn);
-        }
-        if (err == LURK_ERR_PROTOCOL) {
-            /* not a LURK answer to this request (another id, another
-             * transaction, not LURK at all): the connection may be out
-             * of step, and a new one costs only a resumed handshake */
-            if (pc.gen == lurk_fork_gen) {
-                lurk_conn_free(pc.conn);
-            }
-        } else {
-            lurk_pool_put(c, s, &pc);
-        }
-        if (!lurk_moves_on(err)) {
-            break;
-        }
-    }
-    if (err == LURK_OK) {
-        __atomic_store_n(&c->preferred, (int)s, __ATOMIC_RELAXED);
-    }
+    op->deadline = lurk_transport_now_ms() + c->timeout_ms;
+    op->start = (size_t)__atomic_load_n(&c->preferred, __ATOMIC_RELAXED) % c->n_servers;
+    op->state = LURK_OP_IDLE;
+    op->err = LURK_ERR_UNREACHABLE;
+    *out = op;
+    op = NULL;
 
 end:
-    free(json);
+    lurk_op_unref(op);
+    return err;
+}
+
+/* The blocking call: the caller's thread polls the socket itself. */
+static lurk_err lurk_op_wait(LURK_CLIENT_OP *op, lurk_detail *d)
+{
+    lurk_client_wait w;
+
+    op->blocking = 1;
+    while (!lurk_client_op_step(op, &w)) {
+        long left = w.deadline_ms - lurk_transport_now_ms();
+        struct pollfd pfd;
+
+        if (left < 0) {
+            left = 0;
+        }
+        pfd.fd = w.fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        (void)poll(&pfd, w.fd >= 0 ? 1 : 0, left > INT_MAX ? INT_MAX : (int)left);
+    }
+    if (d != NULL) {
+        *d = op->d;
+    }
+    return op->err;
+}
+
+/* One blocking transaction: the response lands in *resp (owned by the
+ * caller afterwards). */
+static lurk_err lurk_client_call(LURK_CLIENT *c, lurk_request *req, lurk_response *resp,
+                                 int secret, lurk_detail *d)
+{
+    LURK_CLIENT_OP *op = NULL;
+    lurk_err err;
+
+    lurk_detail_reset(d);
+    err = lurk_op_new(c, req, secret, &op, d);
+    if (err != LURK_OK) {
+        return err;
+    }
+    err = lurk_op_wait(op, d);
+    *resp = op->resp;
+    lurk_response_init(&op->resp);
+    lurk_op_unref(op);
     return err;
 }
 
@@ -824,127 +1311,232 @@ end:
     return err;
 }
 
-lurk_err lurk_client_sign(LURK_CLIENT *c, const lurk_sign_params *p, unsigned char *sig,
-                          size_t *siglen, lurk_detail *d)
+/* The request of a Sign; its buffers are borrowed from p (encoded at once). */
+static lurk_err lurk_sign_request(const lurk_sign_params *p, lurk_request *req, lurk_detail *d)
 {
-    lurk_request req;
-    lurk_response resp;
-    lurk_err err = LURK_ERR_INVALID_ARG;
+    lurk_err err;
 
-    lurk_request_init(&req);
-    lurk_response_init(&resp);
-    lurk_detail_reset(d);
-    if (c == NULL || p == NULL || sig == NULL || siglen == NULL) {
-        goto end;
-    }
     if ((p->data == NULL) == (p->digest == NULL)) {
         lurk_detail_set(d, "exactly one of data and digest is needed");
-        goto end;
+        return LURK_ERR_INVALID_ARG;
     }
     if (p->alg == LURK_SIG_RSA_PSS && p->salt_len < 0) {
         lurk_detail_set(d, "rsa-pss needs a salt length >= 0");
-        goto end;
+        return LURK_ERR_INVALID_ARG;
     }
-    err = lurk_set_key_id(&req, p->key_id, d);
+    err = lurk_set_key_id(req, p->key_id, d);
     if (err != LURK_OK) {
-        goto end;
+        return err;
     }
-    req.type = LURK_TX_SIGN;
-    req.sig_alg = p->alg;
-    req.md = p->md;
-    req.salt_len = p->alg == LURK_SIG_RSA_PSS ? p->salt_len : -1;
+    req->type = LURK_TX_SIGN;
+    req->sig_alg = p->alg;
+    req->md = p->md;
+    req->salt_len = p->alg == LURK_SIG_RSA_PSS ? p->salt_len : -1;
     /* Borrowed pointers: the request is never cleared, only encoded. */
-    req.data.data = (unsigned char *)p->data;
-    req.data.len = p->data != NULL ? p->data_len : 0;
-    req.digest.data = (unsigned char *)p->digest;
-    req.digest.len = p->digest != NULL ? p->digest_len : 0;
-    err = lurk_client_call(c, &req, &resp, 0, d);
-    if (err != LURK_OK) {
-        goto end;
-    }
-    err = lurk_copy_out(&resp.value, sig, siglen, "signature", d);
+    req->data.data = (unsigned char *)p->data;
+    req->data.len = p->data != NULL ? p->data_len : 0;
+    req->digest.data = (unsigned char *)p->digest;
+    req->digest.len = p->digest != NULL ? p->digest_len : 0;
+    return LURK_OK;
+}
 
-end:
-    lurk_response_clear(&resp);
+static lurk_err lurk_decrypt_request(const lurk_decrypt_params *p, lurk_request *req,
+                                     lurk_detail *d)
+{
+    lurk_err err;
+
+    if (p->in == NULL || p->in_len == 0) {
+        return LURK_ERR_INVALID_ARG;
+    }
+    err = lurk_set_key_id(req, p->key_id, d);
+    if (err != LURK_OK) {
+        return err;
+    }
+    req->type = LURK_TX_DECRYPT;
+    req->dec_mode = p->mode;
+    /* Each mode's parameters only; the others are ignored, not sent. */
+    if (p->mode == LURK_DEC_TLS_PREMASTER) {
+        req->client_version = p->client_version;
+        req->alt_version = p->alt_version;
+    } else {
+        req->oaep_md = p->oaep_md;
+        req->label.data = (unsigned char *)p->label;
+        req->label.len = p->label != NULL ? p->label_len : 0;
+    }
+    req->ciphertext.data = (unsigned char *)p->in;
+    req->ciphertext.len = p->in_len;
+    return LURK_OK;
+}
+
+static lurk_err lurk_agree_request(const char *key_id, const unsigned char *peer_spki,
+                                   size_t peer_len, lurk_request *req, lurk_detail *d)
+{
+    lurk_err err;
+
+    if (peer_spki == NULL || peer_len == 0) {
+        return LURK_ERR_INVALID_ARG;
+    }
+    err = lurk_set_key_id(req, key_id, d);
+    if (err != LURK_OK) {
+        return err;
+    }
+    req->type = LURK_TX_AGREE;
+    req->peer_key.data = (unsigned char *)peer_spki;
+    req->peer_key.len = peer_len;
+    return LURK_OK;
+}
+
+lurk_err lurk_client_sign_start(LURK_CLIENT *c, const lurk_sign_params *p, LURK_CLIENT_OP **op,
+                                lurk_detail *d)
+{
+    lurk_request req;
+    lurk_err err = LURK_ERR_INVALID_ARG;
+
+    lurk_request_init(&req);
+    lurk_detail_reset(d);
+    if (op != NULL) {
+        *op = NULL;
+    }
+    if (c == NULL || p == NULL || op == NULL) {
+        return err;
+    }
+    err = lurk_sign_request(p, &req, d);
+    if (err == LURK_OK) {
+        err = lurk_op_new(c, &req, 0, op, d);
+    }
+    if (err == LURK_OK) {
+        (*op)->verify = p->verify;
+        (*op)->verify_arg = p->verify_arg;
+    }
     return err;
+}
+
+lurk_err lurk_client_decrypt_start(LURK_CLIENT *c, const lurk_decrypt_params *p,
+                                   LURK_CLIENT_OP **op, lurk_detail *d)
+{
+    lurk_request req;
+    lurk_err err = LURK_ERR_INVALID_ARG;
+
+    lurk_request_init(&req);
+    lurk_detail_reset(d);
+    if (op != NULL) {
+        *op = NULL;
+    }
+    if (c == NULL || p == NULL || op == NULL) {
+        return err;
+    }
+    err = lurk_decrypt_request(p, &req, d);
+    if (err == LURK_OK) {
+        err = lurk_op_new(c, &req, 1, op, d);
+    }
+    if (err == LURK_OK) {
+        (*op)->premaster = p->mode == LURK_DEC_TLS_PREMASTER;
+    }
+    return err;
+}
+
+lurk_err lurk_client_agree_start(LURK_CLIENT *c, const char *key_id,
+                                 const unsigned char *peer_spki, size_t peer_len,
+                                 LURK_CLIENT_OP **op, lurk_detail *d)
+{
+    lurk_request req;
+    lurk_err err = LURK_ERR_INVALID_ARG;
+
+    lurk_request_init(&req);
+    lurk_detail_reset(d);
+    if (op != NULL) {
+        *op = NULL;
+    }
+    if (c == NULL || op == NULL) {
+        return err;
+    }
+    err = lurk_agree_request(key_id, peer_spki, peer_len, &req, d);
+    if (err == LURK_OK) {
+        err = lurk_op_new(c, &req, 1, op, d);
+    }
+    return err;
+}
+
+lurk_err lurk_client_op_finish(LURK_CLIENT_OP *op, unsigned char *out, size_t *outlen,
+                               lurk_detail *d)
+{
+    lurk_err err;
+
+    lurk_detail_reset(d);
+    if (op == NULL || op->state != LURK_OP_DONE || outlen == NULL) {
+        return LURK_ERR_INVALID_ARG;
+    }
+    err = op->err;
+    if (d != NULL) {
+        *d = op->d;
+    }
+    if (err != LURK_OK) {
+        return err;
+    }
+    switch (op->type) {
+    case LURK_TX_SIGN:
+        return lurk_copy_out(&op->resp.value, out, outlen, "signature", d);
+    case LURK_TX_DECRYPT:
+        if (op->premaster && op->resp.value.len != 48) {
+            lurk_detail_set(d, "premaster of %zu bytes, not 48", op->resp.value.len);
+            return LURK_ERR_PROTOCOL;
+        }
+        return lurk_copy_out(&op->resp.value, out, outlen, "plaintext", d);
+    default:
+        return lurk_copy_out(&op->resp.value, out, outlen, "shared secret", d);
+    }
+}
+
+/* start, wait, finish: the blocking calls are this loop over the
+ * non-blocking ones. */
+static lurk_err lurk_client_run(lurk_err err, LURK_CLIENT_OP **opp, unsigned char *out,
+                                size_t *outlen, lurk_detail *d)
+{
+    LURK_CLIENT_OP *op = *opp;
+
+    if (err == LURK_OK) {
+        (void)lurk_op_wait(op, NULL);
+        err = lurk_client_op_finish(op, out, outlen, d);
+    }
+    lurk_client_op_free(op);
+    return err;
+}
+
+lurk_err lurk_client_sign(LURK_CLIENT *c, const lurk_sign_params *p, unsigned char *sig,
+                          size_t *siglen, lurk_detail *d)
+{
+    LURK_CLIENT_OP *op = NULL;
+
+    if (sig == NULL || siglen == NULL) {
+        lurk_detail_reset(d);
+        return LURK_ERR_INVALID_ARG;
+    }
+    return lurk_client_run(lurk_client_sign_start(c, p, &op, d), &op, sig, siglen, d);
 }
 
 lurk_err lurk_client_decrypt(LURK_CLIENT *c, const lurk_decrypt_params *p, unsigned char *out,
                              size_t *outlen, lurk_detail *d)
 {
-    lurk_request req;
-    lurk_response resp;
-    lurk_err err = LURK_ERR_INVALID_ARG;
+    LURK_CLIENT_OP *op = NULL;
 
-    lurk_request_init(&req);
-    lurk_response_init(&resp);
-    lurk_detail_reset(d);
-    if (c == NULL || p == NULL || out == NULL || outlen == NULL || p->in == NULL
-        || p->in_len == 0) {
-        goto end;
+    if (out == NULL || outlen == NULL) {
+        lurk_detail_reset(d);
+        return LURK_ERR_INVALID_ARG;
     }
-    err = lurk_set_key_id(&req, p->key_id, d);
-    if (err != LURK_OK) {
-        goto end;
-    }
-    req.type = LURK_TX_DECRYPT;
-    req.dec_mode = p->mode;
-    /* Each mode's parameters only; the others are ignored, not sent. */
-    if (p->mode == LURK_DEC_TLS_PREMASTER) {
-        req.client_version = p->client_version;
-        req.alt_version = p->alt_version;
-    } else {
-        req.oaep_md = p->oaep_md;
-        req.label.data = (unsigned char *)p->label;
-        req.label.len = p->label != NULL ? p->label_len : 0;
-    }
-    req.ciphertext.data = (unsigned char *)p->in;
-    req.ciphertext.len = p->in_len;
-    err = lurk_client_call(c, &req, &resp, 1, d);
-    if (err != LURK_OK) {
-        goto end;
-    }
-    if (p->mode == LURK_DEC_TLS_PREMASTER && resp.value.len != 48) {
-        lurk_detail_set(d, "premaster of %zu bytes, not 48", resp.value.len);
-        err = LURK_ERR_PROTOCOL;
-        goto end;
-    }
-    err = lurk_copy_out(&resp.value, out, outlen, "plaintext", d);
-
-end:
-    lurk_response_clear(&resp); /* cleanses the plaintext */
-    return err;
+    return lurk_client_run(lurk_client_decrypt_start(c, p, &op, d), &op, out, outlen, d);
 }
 
 lurk_err lurk_client_agree(LURK_CLIENT *c, const char *key_id, const unsigned char *peer_spki,
                            size_t peer_len, unsigned char *out, size_t *outlen, lurk_detail *d)
 {
-    lurk_request req;
-    lurk_response resp;
-    lurk_err err = LURK_ERR_INVALID_ARG;
+    LURK_CLIENT_OP *op = NULL;
 
-    lurk_request_init(&req);
-    lurk_response_init(&resp);
-    lurk_detail_reset(d);
-    if (c == NULL || peer_spki == NULL || peer_len == 0 || out == NULL || outlen == NULL) {
-        goto end;
+    if (out == NULL || outlen == NULL) {
+        lurk_detail_reset(d);
+        return LURK_ERR_INVALID_ARG;
     }
-    err = lurk_set_key_id(&req, key_id, d);
-    if (err != LURK_OK) {
-        goto end;
-    }
-    req.type = LURK_TX_AGREE;
-    req.peer_key.data = (unsigned char *)peer_spki;
-    req.peer_key.len = peer_len;
-    err = lurk_client_call(c, &req, &resp, 1, d);
-    if (err != LURK_OK) {
-        goto end;
-    }
-    err = lurk_copy_out(&resp.value, out, outlen, "shared secret", d);
-
-end:
-    lurk_response_clear(&resp); /* cleanses the secret */
-    return err;
+    return lurk_client_run(lurk_client_agree_start(c, key_id, peer_spki, peer_len, &op, d), &op,
+                           out, outlen, d);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -32,6 +32,7 @@ extern "C" {
 #endif
 
 typedef struct lurk_client_st LURK_CLIENT;
+typedef struct lurk_client_op_st LURK_CLIENT_OP;
 
 #define LURK_CLIENT_MAX_SERVERS 16
 #define LURK_CLIENT_DEFAULT_CONNECT_TIMEOUT_MS 1000
@@ -72,6 +73,10 @@ lurk_err lurk_client_public_key(LURK_CLIENT *c, const char *key_id, lurk_key_typ
                                 char policy[32], unsigned char **spki, size_t *spki_len,
                                 lurk_detail *d);
 
+/* Checks a signature the server returned (1: good).  A bad one is
+ * LURK_ERR_BAD_SIGNATURE and the next server is tried. */
+typedef int lurk_client_verify_fn(void *arg, const lurk_buf *sig);
+
 typedef struct {
     const char *key_id;
     lurk_sig_alg alg;
@@ -81,6 +86,8 @@ typedef struct {
     size_t data_len;
     const unsigned char *digest;   /* or its digest (exactly one of the two) */
     size_t digest_len;
+    lurk_client_verify_fn *verify; /* may be NULL; else called before the */
+    void *verify_arg;              /* signature is accepted (outlives the call) */
 } lurk_sign_params;
 
 /* *siglen: in = capacity of sig, out = signature length. */
@@ -108,6 +115,56 @@ lurk_err lurk_client_decrypt(LURK_CLIENT *c, const lurk_decrypt_params *p,
 lurk_err lurk_client_agree(LURK_CLIENT *c, const char *key_id,
                            const unsigned char *peer_spki, size_t peer_len,
                            unsigned char *out, size_t *outlen, lurk_detail *d);
+
+/*
+ * Non-blocking calls, for callers that must not wait on the network (an
+ * OpenSSL ASYNC job).  The blocking calls above are a loop over these.
+ *
+ *   lurk_client_*_start  encodes the request and makes the operation (no
+ *                        network; the parameters need not outlive it, but
+ *                        a verify_arg must);
+ *   lurk_client_op_step  makes progress: sends the request on this
+ *                        thread's connection to a server (connecting if
+ *                        needed, which blocks for at most the connect),
+ *                        reads the replies that have arrived (also those of
+ *                        the thread's other operations, which are woken),
+ *                        fails over to the next server.  1 when finished;
+ *                        0: wait until wait->fd is readable (fd >= 0), the
+ *                        wake callback runs, or wait->deadline_ms passes,
+ *                        then step again;
+ *   lurk_client_op_finish the result, once step returned 1;
+ *   lurk_client_op_free  at any time: an operation still in flight is
+ *                        abandoned, its reply read and dropped later.
+ *
+ * All operations of one thread share that thread's connection to a server:
+ * requests are pipelined and replies matched in order and by RequestId.
+ * Of the operations waiting on one connection, one polls its socket (its
+ * wait->fd is the socket); the others get fd -1 and are woken by the wake
+ * callback when their reply is in or when polling passes to them.  An
+ * operation is stepped, finished and freed on the thread that started it.
+ */
+typedef struct {
+    int fd;               /* poll for POLLIN, or -1: wait for the wake callback */
+    long deadline_ms;     /* CLOCK_MONOTONIC milliseconds: step again by then */
+} lurk_client_wait;
+
+/* Called from whichever step reads the reply (or hands over polling): must
+ * be cheap and must not call back into the client. */
+typedef void lurk_client_wake_fn(void *arg);
+
+lurk_err lurk_client_sign_start(LURK_CLIENT *c, const lurk_sign_params *p, LURK_CLIENT_OP **op,
+                                lurk_detail *d);
+lurk_err lurk_client_decrypt_start(LURK_CLIENT *c, const lurk_decrypt_params *p,
+                                   LURK_CLIENT_OP **op, lurk_detail *d);
+lurk_err lurk_client_agree_start(LURK_CLIENT *c, const char *key_id,
+                                 const unsigned char *peer_spki, size_t peer_len,
+                                 LURK_CLIENT_OP **op, lurk_detail *d);
+void lurk_client_op_set_wake(LURK_CLIENT_OP *op, lurk_client_wake_fn *wake, void *arg);
+int lurk_client_op_step(LURK_CLIENT_OP *op, lurk_client_wait *wait);
+/* The signature, plaintext or shared secret; *outlen: in = capacity. */
+lurk_err lurk_client_op_finish(LURK_CLIENT_OP *op, unsigned char *out, size_t *outlen,
+                               lurk_detail *d);
+void lurk_client_op_free(LURK_CLIENT_OP *op);
 
 /* The client settings of an openssl.cnf: its lurk provider section
  * (openssl_conf -> providers -> lurk), keys lurk-servers, lurk-ca,

@@ -48,8 +48,7 @@ typedef struct {
     size_t max_response;
 } lurk_transport_opts;
 
-/* A reply as received; body points into the connection's buffer and stays
- * valid until the next post, cleanse or free on that connection. */
+/* A reply as received; body points into the connection's buffer. */
 typedef struct {
     long http_status;
     const char *body;
@@ -81,19 +80,44 @@ lurk_err lurk_conn_new(const lurk_transport_server *srv, const lurk_transport_op
                        LURK_SHARE *share, LURK_CONN **out, char *detail, size_t detaillen);
 void lurk_conn_free(LURK_CONN *conn);
 
-/* POSTs one JSON body and waits for the reply, at most timeout_ms in all
- * (connect included).  Connects when the connection is not up; a kept-alive
- * connection that turns out closed before any reply byte is replaced once,
- * and the request sent again.  Returns LURK_OK when an HTTP reply arrived,
- * whatever its status; otherwise the transport error (UNREACHABLE, TIMEOUT,
- * TLS, PROTOCOL for a malformed or oversized reply, ...) with curl's or the
- * reply parser's message in detail.  After an error, or a reply that ends
- * the connection (Connection: close, HTTP/1.0), the connection is closed; the
- * next post makes a new one. */
-lurk_err lurk_conn_post(LURK_CONN *conn, const char *body, size_t len, long timeout_ms,
-                        lurk_transport_reply *reply, char *detail, size_t detaillen);
+/*
+ * HTTP/1.1 with pipelining: requests are written as they come, replies
+ * arrive in the order of the requests and are read without blocking.
+ */
 
-/* Wipes the last reply (it may have carried a premaster or shared secret). */
-void lurk_conn_cleanse(LURK_CONN *conn);
+/* Connects when the connection is not up (blocking, bounded by the
+ * deadline: a monotonic time from lurk_transport_now_ms) and writes one
+ * POST with this JSON body.  *reused: the connection was already up (a
+ * kept-alive connection that turns out closed fails later, before any
+ * reply byte, and the caller may send again).  timeout_ms is for
+ * messages.  On an error the connection is closed; the next send makes a
+ * new one. */
+lurk_err lurk_conn_send(LURK_CONN *conn, const char *body, size_t len, long deadline,
+                        long timeout_ms, int *reused, char *detail, size_t detaillen);
+
+/* The socket to poll for POLLIN while replies are awaited; -1 when not
+ * connected. */
+int lurk_conn_fd(const LURK_CONN *conn);
+
+/* Whether some bytes of the next reply have arrived. */
+int lurk_conn_partial(const LURK_CONN *conn);
+
+/* Called once per complete reply, in order; the reply's body is valid
+ * during the call only (then wiped). */
+typedef void lurk_conn_reply_fn(void *arg, const lurk_transport_reply *reply);
+
+/* Reads what has arrived without blocking and hands over each complete
+ * reply, at most `expected` (the requests awaiting one).  LURK_OK when
+ * nothing more can be read now (poll lurk_conn_fd) or every expected reply
+ * was handed over.  Otherwise the connection failed (lost, malformed or
+ * oversized reply, more bytes than replies expected): it is closed, the
+ * error says why, and *lost says the connection was lost (the replies
+ * still expected may be asked for again elsewhere).  A reply that ends the
+ * connection (Connection: close, HTTP/1.0) closes it after the reply. */
+lurk_err lurk_conn_recv(LURK_CONN *conn, size_t expected, lurk_conn_reply_fn *cb, void *arg,
+                        int *lost, char *detail, size_t detaillen);
+
+/* Closes the connection, if up; the next send makes a new one. */
+void lurk_conn_close(LURK_CONN *conn);
 
 #endif /* LURK_TRANSPORT_H */

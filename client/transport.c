@@ -51,6 +51,32 @@
 #define LURK_CONN_INITIAL_BUF 4096 /* a whole reply in one read, usually */
 #define LURK_HTTP_HEAD_MAX 8192    /* status line and fields; a chunk line; trailers */
 
+/*
+ * The reply reader: HTTP/1.1 (RFC 9112), strict and bounded.  Bytes are read
+ * into conn->buf and decoded in place: the body (de-chunked) grows from the
+ * start of the buffer, the bytes not parsed yet follow it.
+ */
+enum {
+    LURK_HTTP_HEAD,       /* status line and header fields */
+    LURK_HTTP_BODY,       /* `left` bytes of a Content-Length body */
+    LURK_HTTP_CHUNK_LINE, /* chunk-size [chunk-ext] CRLF */
+    LURK_HTTP_CHUNK_DATA, /* `left` bytes of a chunk */
+    LURK_HTTP_CHUNK_END,  /* the CRLF after a chunk */
+    LURK_HTTP_TRAILER,    /* trailer fields up to an empty line */
+    LURK_HTTP_DONE
+};
+
+typedef struct {
+    int state;
+    size_t len;     /* bytes in conn->buf */
+    size_t pos;     /* first byte not parsed yet */
+    size_t body;    /* body bytes decoded at conn->buf[0..body) */
+    size_t left;    /* bytes left in the body or the chunk */
+    size_t trailer; /* bytes of trailer fields so far */
+    long status;
+    int close; /* the server closes after this reply */
+} lurk_http;
+
 struct lurk_share_st {
     CURLSH *sh;
     pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
@@ -68,7 +94,9 @@ struct lurk_conn_st {
     char *req;        /* request line and fields; per post, length and body */
     size_t head_len;  /* the fixed part, up to "Content-Length: " */
     size_t req_cap;   /* bytes allocated at req */
-    char *buf;        /* raw reply, decoded in place; body NUL-terminated */
+    lurk_http h;      /* the reply being read */
+    size_t answered;  /* replies read since the connection was made */
+    char *buf;        /* raw replies, each decoded in place; body NUL-terminated */
     size_t seen;      /* bytes of buf that held reply bytes since the last wipe */
     size_t cap;       /* bytes allocated at buf */
     char errbuf[CURL_ERROR_SIZE];
@@ -464,6 +492,12 @@ static void lurk_conn_drop(LURK_CONN *conn)
     }
     conn->fd = CURL_SOCKET_BAD;
     conn->live = 0;
+    conn->answered = 0;
+    memset(&conn->h, 0, sizeof(conn->h));
+    if (conn->buf != NULL) {
+        OPENSSL_cleanse(conn->buf, conn->seen); /* replies may have carried secrets */
+    }
+    conn->seen = 0;
 }
 
 void lurk_conn_free(LURK_CONN *conn)
@@ -478,14 +512,6 @@ void lurk_conn_free(LURK_CONN *conn)
     }
     free(conn->buf);
     free(conn);
-}
-
-void lurk_conn_cleanse(LURK_CONN *conn)
-{
-    if (conn != NULL && conn->buf != NULL) {
-        OPENSSL_cleanse(conn->buf, conn->seen);
-        conn->seen = 0;
-    }
 }
 
 /* The one place where curl's vocabulary becomes lurk's.  The reply reader
@@ -643,7 +669,7 @@ static CURLcode lurk_conn_connect(LURK_CONN *conn, long deadline)
 
 /* Writes the request (conn->req, `len` bytes) in one curl_easy_send: one TLS
  * record, one write, unless the socket buffer is full. */
-static CURLcode lurk_conn_send(LURK_CONN *conn, size_t len, long deadline)
+static CURLcode lurk_conn_write(LURK_CONN *conn, size_t len, long deadline)
 {
     size_t off = 0;
 
@@ -661,32 +687,6 @@ static CURLcode lurk_conn_send(LURK_CONN *conn, size_t len, long deadline)
     }
     return CURLE_OK;
 }
-
-/*
- * The reply reader: HTTP/1.1 (RFC 9112), strict and bounded.  Bytes are read
- * into conn->buf and decoded in place: the body (de-chunked) grows from the
- * start of the buffer, the bytes not parsed yet follow it.
- */
-enum {
-    LURK_HTTP_HEAD,       /* status line and header fields */
-    LURK_HTTP_BODY,       /* `left` bytes of a Content-Length body */
-    LURK_HTTP_CHUNK_LINE, /* chunk-size [chunk-ext] CRLF */
-    LURK_HTTP_CHUNK_DATA, /* `left` bytes of a chunk */
-    LURK_HTTP_CHUNK_END,  /* the CRLF after a chunk */
-    LURK_HTTP_TRAILER,    /* trailer fields up to an empty line */
-    LURK_HTTP_DONE
-};
-
-typedef struct {
-    int state;
-    size_t len;     /* bytes in conn->buf */
-    size_t pos;     /* first byte not parsed yet */
-    size_t body;    /* body bytes decoded at conn->buf[0..body) */
-    size_t left;    /* bytes left in the body or the chunk */
-    size_t trailer; /* bytes of trailer fields so far */
-    long status;
-    int close; /* the server closes after this reply */
-} lurk_http;
 
 /* Fields read from one head. */
 typedef struct {
@@ -1005,10 +1005,7 @@ static int lurk_http_parse(LURK_CONN *conn, lurk_http *h)
     if (rc != 0) {
         return rc;
     }
-    if (h->pos != h->len) {
-        return lurk_http_bad(conn, "%zu bytes after the reply", h->len - h->pos);
-    }
-    return 1;
+    return 1; /* the bytes from h->pos on belong to the next reply */
 }
 
 /* Room to read into: moves the unparsed bytes down to the body, then grows
@@ -1045,83 +1042,15 @@ static CURLcode lurk_conn_room(LURK_CONN *conn, lurk_http *h)
     return CURLE_OK;
 }
 
-/* Sends the request and reads the reply into `h`.  *got: some reply bytes
- * arrived (a connection that fails before that may just have been closed
- * by the server while idle). */
-static CURLcode lurk_conn_exchange(LURK_CONN *conn, size_t len, long deadline, lurk_http *h,
-                                   int *got)
+lurk_err lurk_conn_send(LURK_CONN *conn, const char *body, size_t len, long deadline,
+                        long timeout_ms, int *reused, char *detail, size_t detaillen)
 {
-    CURLcode rc;
-    int done = 0;
-
-    memset(h, 0, sizeof(*h));
-    *got = 0;
-    conn->errbuf[0] = '\0';
-    rc = lurk_conn_send(conn, len, deadline);
-    while (rc == CURLE_OK && !done) {
-        size_t n = 0;
-
-        rc = lurk_conn_room(conn, h);
-        if (rc != CURLE_OK) {
-            break;
-        }
-        /* Read whenever curl may have something: TLS can hold decrypted
-         * bytes the socket no longer shows.  Poll only after CURLE_AGAIN. */
-        rc = curl_easy_recv(conn->curl, conn->buf + h->len, conn->cap - 1 - h->len, &n);
-        if (rc == CURLE_AGAIN) {
-            rc = lurk_conn_wait(conn, POLLIN, deadline);
-            if (rc == CURLE_OPERATION_TIMEDOUT && *got) {
-                snprintf(conn->errbuf, sizeof(conn->errbuf),
-                         "reply incomplete after %ld ms (%zu bytes received)", conn->timeout_ms,
-                         h->len);
-            }
-            continue;
-        }
-        if (rc != CURLE_OK) {
-            break;
-        }
-        if (n == 0) {
-            snprintf(conn->errbuf, sizeof(conn->errbuf), "connection closed %s",
-                     *got ? "in the middle of the reply" : "without a reply");
-            rc = *got ? CURLE_PARTIAL_FILE : CURLE_GOT_NOTHING;
-            break;
-        }
-        *got = 1;
-        h->len += n;
-        if (h->len > conn->seen) {
-            conn->seen = h->len;
-        }
-        switch (lurk_http_parse(conn, h)) {
-        case 1:
-            done = 1;
-            break;
-        case 0:
-            break;
-        case -2:
-            rc = CURLE_FILESIZE_EXCEEDED;
-            break;
-        default:
-            rc = CURLE_WEIRD_SERVER_REPLY;
-            break;
-        }
-    }
-    return rc;
-}
-
-lurk_err lurk_conn_post(LURK_CONN *conn, const char *body, size_t len, long timeout_ms,
-                        lurk_transport_reply *reply, char *detail, size_t detaillen)
-{
-    lurk_http h;
     size_t need, n;
-    long deadline;
-    CURLcode rc;
+    CURLcode rc = CURLE_OK;
     lurk_err err;
-    int fresh, got;
+    int fresh;
 
-    memset(reply, 0, sizeof(*reply));
     conn->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
-    deadline = lurk_transport_now_ms() + conn->timeout_ms;
-
     need = conn->head_len + 24 + len; /* Content-Length digits, CRLF CRLF */
     if (need > conn->req_cap) {
         char *nr = realloc(conn->req, need);
@@ -1138,31 +1067,132 @@ lurk_err lurk_conn_post(LURK_CONN *conn, const char *body, size_t len, long time
     memcpy(conn->req + n, body, len);
     n += len;
 
-    for (;;) {
-        fresh = !conn->live;
-        rc = fresh ? lurk_conn_connect(conn, deadline) : CURLE_OK;
-        if (rc == CURLE_OK) {
-            rc = lurk_conn_exchange(conn, n, deadline, &h, &got);
-        }
-        /* A kept-alive connection the server closed meanwhile (idle timeout,
-         * restart) fails before any reply byte: resend once on a new one. */
-        if (rc == CURLE_OK || fresh || got
-            || (rc != CURLE_SEND_ERROR && rc != CURLE_RECV_ERROR && rc != CURLE_GOT_NOTHING)) {
-            break;
-        }
-        lurk_conn_drop(conn);
+    fresh = !conn->live;
+    *reused = !fresh;
+    if (fresh) {
+        rc = lurk_conn_connect(conn, deadline);
+    }
+    if (rc == CURLE_OK) {
+        rc = lurk_conn_write(conn, n, deadline);
     }
     if (rc != CURLE_OK) {
         err = lurk_transport_map(conn, rc, fresh, detail, detaillen);
         lurk_conn_drop(conn);
         return err;
     }
-    if (h.close) {
-        lurk_conn_drop(conn);
-    }
-    conn->buf[h.body] = '\0';
-    reply->http_status = h.status;
-    reply->body = conn->buf;
-    reply->body_len = h.body;
     return LURK_OK;
+}
+
+int lurk_conn_fd(const LURK_CONN *conn)
+{
+    return conn->live ? (int) conn->fd : -1;
+}
+
+int lurk_conn_partial(const LURK_CONN *conn)
+{
+    return conn->h.len > 0 || conn->h.state != LURK_HTTP_HEAD;
+}
+
+/* One reply is complete: hands it over (unless it is one too many), then
+ * moves the bytes after it to the start of the buffer and wipes the rest.
+ * 0, or a CURLcode with the reason in conn->errbuf. */
+static CURLcode lurk_conn_deliver(LURK_CONN *conn, size_t *expected, lurk_conn_reply_fn *cb,
+                                  void *arg)
+{
+    lurk_http *h = &conn->h;
+    lurk_transport_reply reply;
+    size_t rest = h->len - h->pos;
+
+    if (*expected == 1 && rest > 0) {
+        lurk_http_bad(conn, "%zu bytes after the reply", rest);
+        return CURLE_WEIRD_SERVER_REPLY;
+    }
+    conn->buf[h->body] = '\0'; /* inside the raw reply: the body is shorter */
+    reply.http_status = h->status;
+    reply.body = conn->buf;
+    reply.body_len = h->body;
+    conn->answered++;
+    (*expected)--;
+    cb(arg, &reply);
+    memmove(conn->buf, conn->buf + h->pos, rest);
+    if (conn->seen > rest) {
+        OPENSSL_cleanse(conn->buf + rest, conn->seen - rest);
+    }
+    conn->seen = rest;
+    memset(h, 0, sizeof(*h));
+    h->len = rest;
+    return CURLE_OK;
+}
+
+lurk_err lurk_conn_recv(LURK_CONN *conn, size_t expected, lurk_conn_reply_fn *cb, void *arg,
+                        int *lost, char *detail, size_t detaillen)
+{
+    lurk_http *h = &conn->h;
+    CURLcode rc = CURLE_OK;
+    lurk_err err;
+    int close = 0;
+
+    *lost = 0;
+    if (!conn->live) {
+        return LURK_OK;
+    }
+    conn->errbuf[0] = '\0';
+    while (rc == CURLE_OK && expected > 0 && !close) {
+        size_t n = 0;
+        int parsed;
+
+        /* Bytes of the next reply may already be in the buffer. */
+        parsed = h->len > h->pos ? lurk_http_parse(conn, h) : 0;
+        if (parsed == 1) {
+            close = h->close;
+            rc = lurk_conn_deliver(conn, &expected, cb, arg);
+            continue;
+        }
+        if (parsed == -2) {
+            rc = CURLE_FILESIZE_EXCEEDED;
+            break;
+        }
+        if (parsed < 0) {
+            rc = CURLE_WEIRD_SERVER_REPLY;
+            break;
+        }
+        rc = lurk_conn_room(conn, h);
+        if (rc != CURLE_OK) {
+            break;
+        }
+        /* Read whenever curl may have something: TLS can hold decrypted
+         * bytes the socket no longer shows. */
+        rc = curl_easy_recv(conn->curl, conn->buf + h->len, conn->cap - 1 - h->len, &n);
+        if (rc == CURLE_AGAIN) {
+            return LURK_OK; /* wait for the socket */
+        }
+        if (rc != CURLE_OK) {
+            break;
+        }
+        if (n == 0) {
+            snprintf(conn->errbuf, sizeof(conn->errbuf), "connection closed %s",
+                     lurk_conn_partial(conn) ? "in the middle of the reply" : "without a reply");
+            rc = lurk_conn_partial(conn) ? CURLE_PARTIAL_FILE : CURLE_GOT_NOTHING;
+            break;
+        }
+        h->len += n;
+        if (h->len > conn->seen) {
+            conn->seen = h->len;
+        }
+    }
+    if (rc == CURLE_OK) {
+        if (close) {
+            lurk_conn_drop(conn); /* the server said so (Connection: close, HTTP/1.0) */
+        }
+        return LURK_OK;
+    }
+    *lost = rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING;
+    err = lurk_transport_map(conn, rc, conn->answered == 0, detail, detaillen);
+    lurk_conn_drop(conn);
+    return err;
+}
+
+void lurk_conn_close(LURK_CONN *conn)
+{
+    lurk_conn_drop(conn);
 }

@@ -46,6 +46,7 @@ struct lurk_prov_ctx_st {
     char *key_file;
     long connect_timeout_ms;
     long timeout_ms;
+    lurk_prov_verify verify;
 
     pthread_mutex_t lock;          /* guards everything below */
     OSSL_LIB_CTX *pubctx;
@@ -59,6 +60,11 @@ struct lurk_prov_ctx_st {
 OSSL_LIB_CTX *lurk_prov_libctx(const LURK_PROV_CTX *prov)
 {
     return prov->libctx;
+}
+
+lurk_prov_verify lurk_prov_verify_mode(const LURK_PROV_CTX *prov)
+{
+    return prov->verify;
 }
 
 /* Loads the default provider into a library context of our own: public-key
@@ -410,8 +416,9 @@ static long lurk_prov_parse_ms(const char *value)
 static int lurk_prov_read_config(LURK_PROV_CTX *prov, OSSL_FUNC_core_get_params_fn *get_params)
 {
     const char *servers = NULL, *ca = NULL, *cert = NULL, *key = NULL;
-    const char *cto = NULL, *to = NULL;
+    const char *cto = NULL, *to = NULL, *verify = NULL;
     OSSL_PARAM params[] = {
+        OSSL_PARAM_utf8_ptr("lurk-verify", (char **)&verify, 0),
         OSSL_PARAM_utf8_ptr("lurk-servers", (char **)&servers, 0),
         OSSL_PARAM_utf8_ptr("lurk-ca", (char **)&ca, 0),
         OSSL_PARAM_utf8_ptr("lurk-cert", (char **)&cert, 0),
@@ -426,6 +433,18 @@ static int lurk_prov_read_config(LURK_PROV_CTX *prov, OSSL_FUNC_core_get_params_
     }
     prov->connect_timeout_ms = lurk_prov_parse_ms(cto);
     prov->timeout_ms = lurk_prov_parse_ms(to);
+    prov->verify = LURK_PROV_VERIFY_RSA;
+    if (verify != NULL && strcasecmp(verify, "all") == 0) {
+        prov->verify = LURK_PROV_VERIFY_ALL;
+    } else if (verify != NULL && strcasecmp(verify, "none") == 0) {
+        prov->verify = LURK_PROV_VERIFY_NONE;
+    } else if (verify != NULL && strcasecmp(verify, "rsa") != 0) {
+        /* A typo must not weaken checking: refuse to load. */
+        LURK_PROV_RAISE(prov, LURK_ERR_CONFIG,
+                        "lurk-verify = \"%.32s\" in the lurk provider section of openssl.cnf: "
+                        "use all, rsa or none", verify);
+        return 0;
+    }
     return lurk_prov_dup_conf(servers, &prov->servers) && lurk_prov_dup_conf(ca, &prov->ca_file)
            && lurk_prov_dup_conf(cert, &prov->cert_file)
            && lurk_prov_dup_conf(key, &prov->key_file);

@@ -47,6 +47,16 @@ typedef struct lurk_key_st LURK_KEY;
 
 /* ---- provider.c ---------------------------------------------------------- */
 
+/* lurk-verify: which signatures from the key server over TLS handshake
+ * inputs are checked before use (those of other policies always are). */
+typedef enum {
+    LURK_PROV_VERIFY_RSA = 0, /* default: RSA (a faulty RSA-CRT signature leaks the key) */
+    LURK_PROV_VERIFY_ALL,
+    LURK_PROV_VERIFY_NONE
+} lurk_prov_verify;
+
+lurk_prov_verify lurk_prov_verify_mode(const LURK_PROV_CTX *prov);
+
 /* The library context made from the core dispatch (BIO_new_from_core_bio). */
 OSSL_LIB_CTX *lurk_prov_libctx(const LURK_PROV_CTX *prov);
 
@@ -122,8 +132,10 @@ typedef struct {
     size_t digest_len;
 } lurk_key_sign_op;
 
-/* Signs remotely and verifies the result with the cached public key before
- * returning it.  *siglen: in = capacity, out = length.  1 / 0 (raised). */
+/* Signs remotely; the result is verified with the cached public key before
+ * it is returned as lurk-verify and the key's policy say.  Inside an
+ * OpenSSL ASYNC job this and the two below pause the job instead of
+ * blocking the thread.  *siglen: in = capacity, out = length.  1 / 0 (raised). */
 int lurk_key_sign(LURK_KEY *key, const lurk_key_sign_op *op, unsigned char *sig,
                   size_t *siglen);
 
