@@ -661,7 +661,9 @@ static void dp_timer_fired(void)
 
     if (dp.armed_ns != 0 && dp.armed_ns != UINT64_MAX && now >= dp.armed_ns) {
         double late = (double)(now - dp.armed_ns);
-        double cap = (double)dp.delay_ns / 4;
+        /* at most a quarter of the delay and 500 µs: lateness from CPU
+         * contention (another busy task on this core) is not corrected */
+        double cap = (double)dp.delay_ns / 4 < 500e3 ? (double)dp.delay_ns / 4 : 500e3;
 
         dp.late_avg_ns += (late - dp.late_avg_ns) / 16;
         dp.early_ns = (int64_t)(dp.late_avg_ns < cap ? dp.late_avg_ns : cap);
