@@ -81,6 +81,10 @@ done
 [ "$(id -u)" -eq 0 ] || web_skip "run as root (nginx workers drop to nobody)"
 [ "$(nproc)" -gt "$KS_CPU" ] && [ "$(nproc)" -gt "$WEB_CPU" ] ||
     web_skip "needs cpus $WEB_CPU and $KS_CPU ($(nproc) here)"
+# Our own work dir: test scripts running beside a benchmark may sweep
+# /tmp/lurk-web-* (lib.sh's default); web_cleanup removes this one at exit.
+rmdir "$WEB_WORK" 2>/dev/null
+WEB_WORK=$(mktemp -d "${TMPDIR:-/tmp}/lurk-deploy.XXXXXX") || exit 1
 TSV=${BENCH_TSV:-$WEB_WORK/results.tsv}
 : >"$TSV"
 NOTES=$WEB_WORK/notes # failed handshakes, printed under each table
@@ -167,6 +171,7 @@ case_args() { # CASE -> C_KEY C_NAME C_ARGS
 # (CPU in µs per handshake; the web server's pids in SRV_PIDS; C_ARGS set)
 measure() {
     local port=$1 conc=$2 warm=$3 px=$4 out w0 w1 k0 k1 p0 p1 hs
+    [ -d "$KSD" ] || { echo "run-deploy.sh: $WEB_WORK was removed under us" >&2; exit 1; }
     # shellcheck disable=SC2086
     timeout 60 taskset -c "$WEB_CPU" "$LOAD" -p "$port" -t "$conc" -d "$warm" -n "$MAX" \
         $C_ARGS "${EXTRA[@]}" >/dev/null 2>&1
