@@ -107,6 +107,7 @@ struct lurk_client_op_st {
     char *json;
     size_t json_len;
     long deadline;
+    long sent_ms;             /* when the request was written */
     size_t start;             /* first server tried */
     size_t tries;             /* servers tried so far */
     size_t server;            /* the current one */
@@ -783,6 +784,7 @@ static lurk_err lurk_op_send(LURK_CLIENT_OP *op)
         return err;
     }
     op->state = LURK_OP_SENT;
+    op->sent_ms = lurk_transport_now_ms();
     op->mux = m; /* the use of m taken above passes to the queue */
     __atomic_add_fetch(&op->refs, 1, __ATOMIC_ACQ_REL);
     if (m->tail != NULL) {
@@ -889,7 +891,8 @@ static void lurk_op_replied(LURK_CLIENT_OP *op)
     op->state = lurk_moves_on(err) ? LURK_OP_IDLE : LURK_OP_DONE;
 }
 
-/* The deadline passed while op was sent.  When it heads its queue, the
+/* The deadline passed while op was sent.  When the request at the head of
+ * its queue (op itself, or one given up on) has waited a whole timeout, the
  * server has answered nothing for that long: the connection goes, and the
  * requests behind it move on too. */
 static void lurk_op_expired(LURK_CLIENT_OP *op, lurk_wakes *w)
@@ -903,14 +906,11 @@ static void lurk_op_expired(LURK_CLIENT_OP *op, lurk_wakes *w)
         pthread_mutex_unlock(&m->lock);
         return; /* answered meanwhile */
     }
-    if (m->head == op) {
+    if (m->head == op || lurk_transport_now_ms() - m->head->sent_ms >= op->c->timeout_ms) {
         char why[sizeof(op->d.msg)];
 
-        partial = lurk_conn_partial(m->conn);
-        lurk_mux_pop(m);
-        op->mux = NULL;
-        lurk_mux_put(m);
-        lurk_op_unref(op); /* the queue's; the caller holds its own */
+        partial = m->head == op && lurk_conn_partial(m->conn);
+        lurk_op_detach(op, w);
         snprintf(why, sizeof(why), "%s: no reply to an earlier request within %ld ms", name,
                  op->c->timeout_ms);
         lurk_mux_fail_all(m, LURK_ERR_UNREACHABLE, why, 0, 0, w);
@@ -1157,7 +1157,10 @@ static lurk_err lurk_copy_out(const lurk_buf *v, unsigned char *out, size_t *len
     return LURK_OK;
 }
 
-static lurk_err lurk_set_key_id(lurk_request *req, const char *key_id, lurk_detail *d)
+/* `checked`: the caller holds the key id parsed already (a key reference
+ * it decoded): only its length is checked here. */
+static lurk_err lurk_set_key_id(lurk_request *req, const char *key_id, int checked,
+                                lurk_detail *d)
 {
     lurk_keyid id;
     size_t n;
@@ -1167,7 +1170,8 @@ static lurk_err lurk_set_key_id(lurk_request *req, const char *key_id, lurk_deta
         return LURK_ERR_INVALID_ARG;
     }
     n = strlen(key_id);
-    if (n == 0 || n > LURK_KEY_ID_TEXT_MAX || lurk_keyid_parse(key_id, &id) != LURK_OK) {
+    if (n == 0 || n > LURK_KEY_ID_TEXT_MAX
+        || (!checked && lurk_keyid_parse(key_id, &id) != LURK_OK)) {
         lurk_detail_set(d, "\"%.*s\" is not a key id (the Base32 strong key id, e.g. from "
                         "`lurk keyid FILE`)", n > 64 ? 64 : (int)n, key_id);
         return LURK_ERR_INVALID_ARG;
@@ -1263,7 +1267,7 @@ lurk_err lurk_client_public_key(LURK_CLIENT *c, const char *key_id, lurk_key_typ
         err = LURK_ERR_INVALID_ARG;
         goto end;
     }
-    err = lurk_set_key_id(&req, key_id, d);
+    err = lurk_set_key_id(&req, key_id, 0, d);
     if (err != LURK_OK) {
         goto end;
     }
@@ -1324,7 +1328,7 @@ static lurk_err lurk_sign_request(const lurk_sign_params *p, lurk_request *req, 
         lurk_detail_set(d, "rsa-pss needs a salt length >= 0");
         return LURK_ERR_INVALID_ARG;
     }
-    err = lurk_set_key_id(req, p->key_id, d);
+    err = lurk_set_key_id(req, p->key_id, p->key_id_checked, d);
     if (err != LURK_OK) {
         return err;
     }
@@ -1348,7 +1352,7 @@ static lurk_err lurk_decrypt_request(const lurk_decrypt_params *p, lurk_request 
     if (p->in == NULL || p->in_len == 0) {
         return LURK_ERR_INVALID_ARG;
     }
-    err = lurk_set_key_id(req, p->key_id, d);
+    err = lurk_set_key_id(req, p->key_id, p->key_id_checked, d);
     if (err != LURK_OK) {
         return err;
     }
@@ -1376,7 +1380,7 @@ static lurk_err lurk_agree_request(const char *key_id, const unsigned char *peer
     if (peer_spki == NULL || peer_len == 0) {
         return LURK_ERR_INVALID_ARG;
     }
-    err = lurk_set_key_id(req, key_id, d);
+    err = lurk_set_key_id(req, key_id, 0, d);
     if (err != LURK_OK) {
         return err;
     }

@@ -79,6 +79,7 @@ typedef int lurk_client_verify_fn(void *arg, const lurk_buf *sig);
 
 typedef struct {
     const char *key_id;
+    int key_id_checked;            /* key_id was parsed already: not again */
     lurk_sig_alg alg;
     lurk_md md;                    /* NONE for ed25519 */
     int salt_len;                  /* rsa-pss: >= 0; ignored otherwise */
@@ -96,6 +97,7 @@ lurk_err lurk_client_sign(LURK_CLIENT *c, const lurk_sign_params *p,
 
 typedef struct {
     const char *key_id;
+    int key_id_checked;            /* key_id was parsed already: not again */
     lurk_dec_mode mode;
     unsigned client_version;       /* tls-premaster */
     unsigned alt_version;          /* tls-premaster, 0 if none */

@@ -102,8 +102,9 @@ int lurk_conn_fd(const LURK_CONN *conn);
 /* Whether some bytes of the next reply have arrived. */
 int lurk_conn_partial(const LURK_CONN *conn);
 
-/* Called once per complete reply, in order; the reply's body is valid
- * during the call only (then wiped). */
+/* Called once per complete reply, in order; the reply's body (not
+ * NUL-terminated: the next reply may follow it at once) is valid during the
+ * call only (then wiped). */
 typedef void lurk_conn_reply_fn(void *arg, const lurk_transport_reply *reply);
 
 /* Reads what has arrived without blocking and hands over each complete

@@ -96,7 +96,7 @@ struct lurk_conn_st {
     size_t req_cap;   /* bytes allocated at req */
     lurk_http h;      /* the reply being read */
     size_t answered;  /* replies read since the connection was made */
-    char *buf;        /* raw replies, each decoded in place; body NUL-terminated */
+    char *buf;        /* raw replies, each decoded in place */
     size_t seen;      /* bytes of buf that held reply bytes since the last wipe */
     size_t cap;       /* bytes allocated at buf */
     char errbuf[CURL_ERROR_SIZE];
@@ -1107,7 +1107,6 @@ static CURLcode lurk_conn_deliver(LURK_CONN *conn, size_t *expected, lurk_conn_r
         lurk_http_bad(conn, "%zu bytes after the reply", rest);
         return CURLE_WEIRD_SERVER_REPLY;
     }
-    conn->buf[h->body] = '\0'; /* inside the raw reply: the body is shorter */
     reply.http_status = h->status;
     reply.body = conn->buf;
     reply.body_len = h->body;

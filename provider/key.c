@@ -683,6 +683,7 @@ int lurk_key_sign(LURK_KEY *key, const lurk_key_sign_op *op, unsigned char *sig,
      * server inspects; every other policy gets just the digest. */
     send_message = op->msg != NULL && (op->alg == LURK_SIG_ED25519 || key->tls_server);
     p.key_id = key->key_id;
+    p.key_id_checked = 1; /* parsed when the key was loaded */
     p.alg = op->alg;
     p.md = op->alg == LURK_SIG_ED25519 ? LURK_MD_NONE : op->md;
     p.salt_len = op->alg == LURK_SIG_RSA_PSS ? op->salt_len : 0;
@@ -738,6 +739,7 @@ int lurk_key_decrypt(LURK_KEY *key, lurk_decrypt_params *p, unsigned char *out,
         return 0;
     }
     p->key_id = key->key_id;
+    p->key_id_checked = 1;
     err = lurk_key_client(key, &client, &d);
     if (err == LURK_OK) {
         err = lurk_client_decrypt_start(client, p, &cop, &d);

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1118,6 +1119,129 @@ static void test_threads(LURK_CLIENT *c)
     check(total == 400, "8 threads x 50 signs on one client: %d verified", total);
 }
 
+/* The non-blocking calls: 32 signatures started on one thread are pipelined
+ * on one connection and finish in any order; one abandoned in flight does
+ * not disturb the others.  Only one operation at a time polls the socket;
+ * the others learn of their reply through the wake callback. */
+#define PIPE_N 32
+
+static void pipe_wake(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static void test_pipelined(LURK_CLIENT *c)
+{
+    LURK_CLIENT_OP *op[PIPE_N] = { NULL };
+    unsigned char dig[PIPE_N][32];
+    int woken[PIPE_N] = { 0 };
+    int done[PIPE_N] = { 0 };
+    int lastfd[PIPE_N];
+    int verified = 0, left = PIPE_N, max_readers = 0, fds_differ = 0, errors = 0;
+    int sock = -1, abandoned = -1;
+    const test_key *k = key("p256-sign");
+    time_t give_up = time(NULL) + 20;
+    lurk_detail d;
+    lurk_err err;
+
+    for (int i = 0; i < PIPE_N; i++) {
+        lurk_sign_params p;
+
+        RAND_bytes(dig[i], sizeof(dig[i]));
+        memset(&p, 0, sizeof(p));
+        p.key_id = k->id;
+        p.alg = LURK_SIG_ECDSA;
+        p.md = LURK_MD_SHA256;
+        p.digest = dig[i];
+        p.digest_len = sizeof(dig[i]);
+        err = lurk_client_sign_start(c, &p, &op[i], &d);
+        if (err != LURK_OK) {
+            check_err(err, LURK_OK, &d, "sign_start");
+            return;
+        }
+        lurk_client_op_set_wake(op[i], pipe_wake, &woken[i]);
+    }
+    while (left > 0 && time(NULL) < give_up) {
+        struct pollfd pfd;
+        long deadline = 0;
+        int readers = 0;
+
+        pfd.fd = -1;
+        pfd.events = POLLIN;
+        for (int i = 0; i < PIPE_N; i++) {
+            lastfd[i] = -1;
+        }
+        for (int i = 0; i < PIPE_N; i++) {
+            lurk_client_wait w;
+            unsigned char sig[256];
+            size_t sig_len = sizeof(sig);
+
+            if (done[i] || op[i] == NULL) {
+                continue;
+            }
+            if (!lurk_client_op_step(op[i], &w)) {
+                lastfd[i] = w.fd;
+                if (w.fd >= 0) {
+                    fds_differ |= sock >= 0 && w.fd != sock;
+                    sock = w.fd;
+                    pfd.fd = w.fd;
+                }
+                deadline = w.deadline_ms;
+                if (abandoned < 0 && i >= 5) {
+                    /* abandoned in flight: its reply is read and dropped */
+                    abandoned = i;
+                    lastfd[i] = -1;
+                    lurk_client_op_free(op[i]);
+                    op[i] = NULL;
+                    left--;
+                }
+                continue;
+            }
+            err = lurk_client_op_finish(op[i], sig, &sig_len, &d);
+            if (err == LURK_OK && verify(k->pub, LURK_SIG_ECDSA, LURK_MD_SHA256, -1, NULL, 0,
+                                         dig[i], sizeof(dig[i]), sig, sig_len)) {
+                verified++;
+            } else {
+                errors++;
+                check_err(err, LURK_OK, &d, "pipelined sign");
+            }
+            lurk_client_op_free(op[i]);
+            op[i] = NULL;
+            done[i] = 1;
+            left--;
+        }
+        for (int i = 0; i < PIPE_N; i++) {
+            /* still waiting at the end of the round, and polling */
+            readers += op[i] != NULL && !done[i] && lastfd[i] >= 0;
+        }
+        if (readers > max_readers) {
+            max_readers = readers;
+        }
+        if (left > 0) {
+            (void)deadline;
+            (void)poll(&pfd, pfd.fd >= 0 ? 1 : 0, 100);
+        }
+    }
+    check(left == 0 && errors == 0 && abandoned >= 0 && verified == PIPE_N - 1,
+          "%d signatures pipelined on one thread, one abandoned: %d verified, %d errors, "
+          "%d unfinished", PIPE_N, verified, errors, left);
+    /* Within one round the operation that polls may get its reply and hand
+     * polling to the next before the test steps it again: at most two. */
+    check(max_readers <= 2 && !fds_differ,
+          "one connection, one operation polls it, the others wait to be woken "
+          "(%d per round at most, same fd: %s)", max_readers, fds_differ ? "no" : "yes");
+    {
+        int woke = 0;
+
+        for (int i = 0; i < PIPE_N; i++) {
+            woke += woken[i] > 0;
+        }
+        check(woke > 0, "operations whose reply another one read were woken (%d)", woke);
+    }
+    err = lurk_client_ping(c, &d);
+    check_err(err, LURK_OK, &d, "ping after the pipelined run (the abandoned reply dropped)");
+}
+
 static void test_fork(LURK_CLIENT *c)
 {
     lurk_detail d;
@@ -1174,6 +1298,7 @@ int main(void)
     test_refusals(c);
     test_tls_refusals(c);
     test_threads(c);
+    test_pipelined(c);
     test_fork(c);
     test_failover_and_down();
     test_restart(c);
