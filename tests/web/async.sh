@@ -17,8 +17,9 @@
 #   4. key server killed (SIGKILL) under 64 paused handshakes: they fail, the
 #      log names the lurk reason, haproxy lives, and after a restart on the
 #      same port handshakes work again;
-#   5. valgrind: s_server -async with clients that leave mid-handshake while
-#      the key server is slow: no definite leak, no leaked fd.
+#   5. valgrind, key server slowed by the delay proxy: haproxy abandoning
+#      paused jobs and s_server -async with clients that leave mid-handshake:
+#      no block definitely lost under a lurk frame, no wait fd left open.
 # Checks that need lurk.so's ASYNC support are PENDING (reported, not
 # failed) while lurk.so does not import ASYNC_pause_job; LURK_TEST_ASYNC=1
 # makes them count anyway, LURK_TEST_ASYNC=0 reports them as pending.
@@ -32,7 +33,7 @@ DELAY=$LURK_BUILD_ROOT/tests/lib/lurk-delay-proxy
 
 if [ -n "${LURK_TEST_ASYNC:-}" ]; then
     ASYNC=$LURK_TEST_ASYNC
-elif nm -D --undefined-only "$LURK_PROVIDER" 2>/dev/null | grep -qw ASYNC_pause_job; then
+elif nm -D --undefined-only "$LURK_PROVIDER" 2>/dev/null | grep -cw ASYNC_pause_job >/dev/null; then
     ASYNC=1
 else
     ASYNC=0
@@ -53,6 +54,10 @@ async_check() {
         [ -n "$detail" ] && printf '%s\n' "$detail" | sed -e 's/^/     | /' | tail -n 5
     fi
 }
+
+# LURK_ASYNC_PARTS: which parts run (default all: 1 2 3 5; 3 is the hung
+# and the killed key server), e.g. LURK_ASYNC_PARTS=35 while developing.
+part() { [[ "${LURK_ASYNC_PARTS:-1235}" == *$1* ]]; }
 
 web_ks_setup_or_exit
 
@@ -123,10 +128,35 @@ wait_until() {
     return 1
 }
 
+# bg_load NAME PORT ARGS...: async_load in the background, BG_PID BG_OUT.
+bg_load() {
+    local port=$2
+    BG_OUT=$WEB_WORK/bg.$1
+    shift 2
+    timeout 60 "$LOAD" --port "$port" --ca "$KS_DIR/ca.crt" --name localhost -v "$@" \
+        >"$BG_OUT" 2>"$BG_OUT.err" &
+    BG_PID=$!
+    web_track "$BG_PID"
+}
+# 64 client connections established to PORT and the stopped key server
+# holding unread requests.
+paused_64() {
+    [ "$(conns_to "$1")" -ge 64 ] && [ "$(recvq_of "$KS_PORT")" -gt 0 ]
+}
+
 # ---- 1a. openssl s_server -async --------------------------------------------
 # s_server serves one connection at a time: the 64 clients queue in its
-# backlog, and each handshake runs its key operation in an ASYNC job.
+# backlog, and each handshake runs its key operation in an ASYNC job.  Not
+# -www (nor -rev): its www_body sleeps one second (ossl_sleep(1000), "read R
+# BLOCK") each time a read returns for an async retry, and rev_body's
+# BIO_do_handshake takes WANT_ASYNC for a failure; the default mode's accept
+# loop retries SSL_accept while SSL_waiting_for_async (a busy loop).  So
+# the client only makes the handshake (chain and name verified).
 SS_PID=
+# s_server's stdin: a FIFO we hold open for reading and writing, so it
+# never reads EOF (that ends s_server) and is never readable.
+mkfifo "$WEB_WORK/s_server.stdin"
+exec {SS_STDIN}<>"$WEB_WORK/s_server.stdin"
 # ss_start KEY OPENSSL-CNF [WRAPPER...]: s_server -async on a port it picks
 # (WRAPPER: e.g. valgrind and its options), SS_PID SS_PORT SS_OUT; it exits
 # by itself after SS_NACCEPT connections.
@@ -135,8 +165,8 @@ ss_start() {
     shift 2
     SS_OUT=$WEB_WORK/s_server.$key.out
     OPENSSL_CONF=$cnf "$@" openssl s_server -async -accept 127.0.0.1:0 -naccept "${SS_NACCEPT:-100000}" \
-        -cert "$KS_DIR/$key.crt" -key "$KS_DIR/$key.key" -www \
-        </dev/null >"$SS_OUT" 2>"$SS_OUT.err" &
+        -cert "$KS_DIR/$key.crt" -key "$KS_DIR/$key.key" \
+        <&"$SS_STDIN" >"$SS_OUT" 2>"$SS_OUT.err" &
     SS_PID=$!
     web_track "$SS_PID"
     SS_PORT=
@@ -156,13 +186,16 @@ ss_stop() {
 }
 
 # matrix_run LABEL PORT EXPECT KEY VERSION: 64 handshakes all in flight at
-# once, each verified by the client, and 64 more Sign lines in the audit log.
+# once, each verified by the client (then, unless EXPECT is "", a GET whose
+# answer has EXPECT), and 64 more Sign lines in the audit log.
 matrix_run() {
     local label=$1 port=$2 expect=$3 key=$4 ver=$5 s0 ds
+    local -a req=()
+    [ -n "$expect" ] && req=(--request $'GET / HTTP/1.0\r\n\r\n' --expect "$expect")
     s0=$(web_audit_count Sign)
     # shellcheck disable=SC2046
     load "$port" --count 64 --concurrency 64 --timeout-ms 20000 $(load_opts "$key" "$ver") \
-        --request $'GET / HTTP/1.0\r\n\r\n' --expect "$expect"
+        "${req[@]}"
     web_audit_wait Sign $((s0 + 64))
     ds=$(($(web_audit_count Sign) - s0))
     if [ "$LOAD_RC" -eq 0 ] && [ "$L_OK" -eq 64 ] && [ "$ds" -eq 64 ]; then
@@ -172,21 +205,23 @@ matrix_run() {
     fi
 }
 
-for key in rsa2048 p256; do
-    if ! ss_start "$key" "$WEB_OSSL_CNF"; then
-        fail "s_server -async with $key starts" "$SS_OUT.err"
-        continue
-    fi
-    for ver in 1.3 1.2; do
-        matrix_run "s_server -async" "$SS_PORT" "HTTP/1.0 200 ok" "$key" "$ver"
+if part 1; then
+    for key in rsa2048 p256; do
+        if ! ss_start "$key" "$WEB_OSSL_CNF"; then
+            fail "s_server -async with $key starts" "$SS_OUT.err"
+            continue
+        fi
+        for ver in 1.3 1.2; do
+            matrix_run "s_server -async" "$SS_PORT" "" "$key" "$ver"
+        done
+        if web_alive "$SS_PID" && ! grep -qi 'error' "$SS_OUT.err"; then
+            ok "s_server -async $key: alive, no error on its stderr"
+        else
+            fail "s_server -async $key: alive, no error on its stderr" "$SS_OUT.err"
+        fi
+        ss_stop
     done
-    if web_alive "$SS_PID" && ! grep -qi 'error' "$SS_OUT.err"; then
-        ok "s_server -async $key: alive, no error on its stderr"
-    else
-        fail "s_server -async $key: alive, no error on its stderr" "$SS_OUT.err"
-    fi
-    ss_stop
-done
+fi
 
 # ---- 1b. haproxy ssl-mode-async, nbthread 2 -----------------------------------
 HA=$WEB_WORK/haproxy
@@ -238,243 +273,234 @@ ha_start() {
     web_wait_port "$P_HTTP"
 }
 
-P_RSA=$(web_free_port)
-P_P256=$(web_free_port)
-P_HTTP=$(web_free_port)
-ha_conf "$HA/ha2.cfg" 2 "$P_RSA" "$P_P256"
-HA_LOG=$WEB_WORK/haproxy2.log
-if ha_start "$HA/ha2.cfg" "$WEB_OSSL_CNF" "$HA_LOG"; then
-    ok "haproxy nbthread 2 ssl-mode-async starts (pid $HA_PID)"
-    for key in rsa2048 p256; do
-        port=$P_RSA
-        [ "$key" = p256 ] && port=$P_P256
-        for ver in 1.3 1.2; do
-            matrix_run "haproxy nbthread 2" "$port" "lurk ok $key" "$key" "$ver"
+if part 1; then
+    P_RSA=$(web_free_port)
+    P_P256=$(web_free_port)
+    P_HTTP=$(web_free_port)
+    ha_conf "$HA/ha2.cfg" 2 "$P_RSA" "$P_P256"
+    HA_LOG=$WEB_WORK/haproxy2.log
+    if ha_start "$HA/ha2.cfg" "$WEB_OSSL_CNF" "$HA_LOG"; then
+        ok "haproxy nbthread 2 ssl-mode-async starts (pid $HA_PID)"
+        for key in rsa2048 p256; do
+            port=$P_RSA
+            [ "$key" = p256 ] && port=$P_P256
+            for ver in 1.3 1.2; do
+                matrix_run "haproxy nbthread 2" "$port" "lurk ok $key" "$key" "$ver"
+            done
         done
-    done
-    web_alive "$HA_PID" && ok "haproxy nbthread 2: alive after 256 handshakes" \
-        || fail "haproxy nbthread 2: alive after 256 handshakes" "$HA_LOG"
-else
-    fail "haproxy nbthread 2 ssl-mode-async starts" "$HA_LOG"
+        web_alive "$HA_PID" && ok "haproxy nbthread 2: alive after 256 handshakes" \
+            || fail "haproxy nbthread 2: alive after 256 handshakes" "$HA_LOG"
+    else
+        fail "haproxy nbthread 2 ssl-mode-async starts" "$HA_LOG"
+    fi
+    web_stop_pid "$HA_PID"
 fi
-web_stop_pid "$HA_PID"
 
 # ---- 2. key server 200 ms away: one haproxy thread, 64 handshakes ----------
 # lurk-delay-proxy adds 100 ms each way: every Sign takes >= 200 ms.  A
 # blocking provider serves them one after another (64 x 200 ms = 12.8 s);
 # with ASYNC the 64 jobs pause together on one thread.
-DP_PID=
-if [ -x "$DELAY" ]; then
-    rm -f "$WEB_WORK/dp.port"
-    "$DELAY" --listen 127.0.0.1:0 --to "127.0.0.1:$KS_PORT" --delay-ms 100 \
-        --port-file "$WEB_WORK/dp.port" >"$WEB_WORK/dp.log" 2>&1 &
-    DP_PID=$!
-    web_track "$DP_PID"
-    wait_until 100 test -s "$WEB_WORK/dp.port"
-    DP_PORT=$(cat "$WEB_WORK/dp.port" 2>/dev/null)
-fi
-if [ -n "$DP_PID" ] && [ -n "${DP_PORT:-}" ]; then
-    ok "delay proxy 127.0.0.1:$DP_PORT -> key server, 100 ms each way"
-    write_cnf "$WEB_WORK/ossl-delay.cnf" 5000 "https://127.0.0.1:$DP_PORT"
-    P_RSA=$(web_free_port)
-    P_P256=$(web_free_port)
-    P_HTTP=$(web_free_port)
-    ha_conf "$HA/ha-delay.cfg" 1 "$P_RSA" "$P_P256"
-    HA_LOG=$WEB_WORK/haproxy-delay.log
-    if ha_start "$HA/ha-delay.cfg" "$WEB_WORK/ossl-delay.cnf" "$HA_LOG"; then
-        ok "haproxy nbthread 1 ssl-mode-async, key server behind the delay proxy"
-        for kv in "rsa2048 1.3 $P_RSA" "p256 1.2 $P_P256"; do
-            read -r key ver port <<<"$kv"
-            # one handshake first: the provider's connection to the key server
-            # (TCP + TLS through the proxy) is not what is measured
-            # shellcheck disable=SC2046
-            load "$port" --count 1 --timeout-ms 10000 $(load_opts "$key" "$ver")
-            [ "$L_OK" = 1 ] || fail "delay: $key first handshake" "$LOAD_ERR"
-            s0=$(web_audit_count Sign)
-            # shellcheck disable=SC2046
-            load "$port" --count 64 --concurrency 64 --timeout-ms 4500 \
-                $(load_opts "$key" "$ver") --request $'GET / HTTP/1.0\r\n\r\n' \
-                --expect "lurk ok $key"
-            r=1
-            [ "$L_OK" -eq 64 ] && [ "$L_MS" -lt 4000 ] && r=0
-            async_check "delay 200 ms, one thread: 64 concurrent $key TLS$ver handshakes in $L_MS ms (< 4000; blocking needs ~12800)" \
-                "$r" "$LOAD_OUT"
-            web_audit_wait Sign $((s0 + 64))
-        done
-        web_alive "$HA_PID" && ok "haproxy (delay): alive" || fail "haproxy (delay): alive" "$HA_LOG"
-    else
-        fail "haproxy nbthread 1 ssl-mode-async (delay) starts" "$HA_LOG"
+if part 2; then
+    DP_PID=
+    if [ -x "$DELAY" ]; then
+        rm -f "$WEB_WORK/dp.port"
+        "$DELAY" --listen 127.0.0.1:0 --to "127.0.0.1:$KS_PORT" --delay-ms 100 \
+            --port-file "$WEB_WORK/dp.port" >"$WEB_WORK/dp.log" 2>&1 &
+        DP_PID=$!
+        web_track "$DP_PID"
+        wait_until 100 test -s "$WEB_WORK/dp.port"
+        DP_PORT=$(cat "$WEB_WORK/dp.port" 2>/dev/null)
     fi
-    web_stop_pid "$HA_PID"
-    web_stop_pid "$DP_PID"
-else
-    WEB_PENDING=$((WEB_PENDING + 1))
-    printf 'PENDING delay 200 ms checks: %s is not built\n' "$DELAY"
+    if [ -n "$DP_PID" ] && [ -n "${DP_PORT:-}" ]; then
+        ok "delay proxy 127.0.0.1:$DP_PORT -> key server, 100 ms each way"
+        write_cnf "$WEB_WORK/ossl-delay.cnf" 5000 "https://127.0.0.1:$DP_PORT"
+        P_RSA=$(web_free_port)
+        P_P256=$(web_free_port)
+        P_HTTP=$(web_free_port)
+        ha_conf "$HA/ha-delay.cfg" 1 "$P_RSA" "$P_P256"
+        HA_LOG=$WEB_WORK/haproxy-delay.log
+        if ha_start "$HA/ha-delay.cfg" "$WEB_WORK/ossl-delay.cnf" "$HA_LOG"; then
+            ok "haproxy nbthread 1 ssl-mode-async, key server behind the delay proxy"
+            for kv in "rsa2048 1.3 $P_RSA" "p256 1.2 $P_P256"; do
+                read -r key ver port <<<"$kv"
+                # one handshake first: the provider's connection to the key server
+                # (TCP + TLS through the proxy) is not what is measured
+                # shellcheck disable=SC2046
+                load "$port" --count 1 --timeout-ms 10000 $(load_opts "$key" "$ver")
+                [ "$L_OK" = 1 ] || fail "delay: $key first handshake" "$LOAD_ERR"
+                s0=$(web_audit_count Sign)
+                # shellcheck disable=SC2046
+                load "$port" --count 64 --concurrency 64 --timeout-ms 4500 \
+                    $(load_opts "$key" "$ver") --request $'GET / HTTP/1.0\r\n\r\n' \
+                    --expect "lurk ok $key"
+                r=1
+                [ "$L_OK" -eq 64 ] && [ "$L_MS" -lt 4000 ] && r=0
+                async_check "delay 200 ms, one thread: 64 concurrent $key TLS$ver handshakes in $L_MS ms (< 4000; blocking needs ~12800)" \
+                    "$r" "$LOAD_OUT"
+                web_audit_wait Sign $((s0 + 64))
+            done
+            web_alive "$HA_PID" && ok "haproxy (delay): alive" || fail "haproxy (delay): alive" "$HA_LOG"
+        else
+            fail "haproxy nbthread 1 ssl-mode-async (delay) starts" "$HA_LOG"
+        fi
+        web_stop_pid "$HA_PID"
+        web_stop_pid "$DP_PID"
+    else
+        WEB_PENDING=$((WEB_PENDING + 1))
+        printf 'PENDING delay 200 ms checks: %s is not built\n' "$DELAY"
+    fi
 fi
 
 # ---- 3. key server hung, a healthy key server beside it ---------------------
 # A second key server (same keys, its own audit log) serves the p256 key: its
 # key reference names it.  rsa2048 uses lurk-servers (the first one), which
 # is stopped.  One haproxy thread serves both frontends.
-sed -e "s|^ *audit_log *=.*|audit_log = $KS_DIR/audit2.log|" \
-    -e "s|^ *listen *=.*|listen = 127.0.0.1:0|" "$KS_DIR/keyserver.cnf" >"$KS_DIR/keyserver2.cnf"
-rm -f "$WEB_WORK/ks2.port"
-"$LURK_KEYSERVER" --config "$KS_DIR/keyserver2.cnf" --listen 127.0.0.1:0 \
-    --port-file "$WEB_WORK/ks2.port" >"$WEB_WORK/ks2.log" 2>&1 &
-KS2_PID=$!
-web_track "$KS2_PID"
-wait_until 100 test -s "$WEB_WORK/ks2.port"
-KS2_PORT=$(cat "$WEB_WORK/ks2.port" 2>/dev/null)
-if [ -n "$KS2_PORT" ] && "$LURK_CLI" --conf "$WEB_OSSL_CNF" keyref "$(web_keyid p256)" \
-    -o "$HA/p256-ks2.key" --server "https://127.0.0.1:$KS2_PORT" >"$WEB_WORK/keyref2.log" 2>&1; then
-    ok "second key server on 127.0.0.1:$KS2_PORT; p256 key reference names it"
-else
-    fail "second key server and its p256 key reference" \
-        "$(cat "$WEB_WORK/ks2.log" "$WEB_WORK/keyref2.log" 2>/dev/null)"
-fi
-cat "$KS_DIR/p256.crt" "$HA/p256-ks2.key" >"$HA/p256-ks2.pem"
-write_cnf "$WEB_WORK/ossl-hung.cnf" 1500 "https://127.0.0.1:$KS_PORT"
-P_RSA=$(web_free_port)
-P_P256=$(web_free_port)
-P_HTTP=$(web_free_port)
-ha_conf "$HA/ha-hung.cfg" 1 "$P_RSA" "$P_P256" "$HA/rsa2048.pem" "$HA/p256-ks2.pem"
-HA_LOG=$WEB_WORK/haproxy-hung.log
-if ! ha_start "$HA/ha-hung.cfg" "$WEB_WORK/ossl-hung.cnf" "$HA_LOG"; then
-    fail "haproxy nbthread 1 ssl-mode-async (hung key server) starts" "$HA_LOG"
-    web_finish
-    exit 1
-fi
-ok "haproxy nbthread 1 ssl-mode-async, lurk-timeout 1500 ms (pid $HA_PID)"
-# both key-server connections exist before the hang
-load "$P_RSA" --count 2 --tls1.3
-load_rsa_ok=$L_OK
-load "$P_P256" --count 2 --tls1.3
-if [ "$load_rsa_ok" = 2 ] && [ "$L_OK" = 2 ] \
-    && ks_audit_wait '"Sign"' 2 "$KS_DIR/audit2.log" 2>/dev/null; then
-    ok "rsa2048 (key server 1) and p256 (key server 2) handshakes; key server 2 logs its Signs"
-else
-    fail "rsa2048 and p256 handshakes before the hang" "$LOAD_OUT"
-fi
+if part 3; then
+    sed -e "s|^ *audit_log *=.*|audit_log = $KS_DIR/audit2.log|" \
+        -e "s|^ *listen *=.*|listen = 127.0.0.1:0|" "$KS_DIR/keyserver.cnf" >"$KS_DIR/keyserver2.cnf"
+    rm -f "$WEB_WORK/ks2.port"
+    "$LURK_KEYSERVER" --config "$KS_DIR/keyserver2.cnf" --listen 127.0.0.1:0 \
+        --port-file "$WEB_WORK/ks2.port" >"$WEB_WORK/ks2.log" 2>&1 &
+    KS2_PID=$!
+    web_track "$KS2_PID"
+    wait_until 100 test -s "$WEB_WORK/ks2.port"
+    KS2_PORT=$(cat "$WEB_WORK/ks2.port" 2>/dev/null)
+    if [ -n "$KS2_PORT" ] && "$LURK_CLI" --conf "$WEB_OSSL_CNF" keyref "$(web_keyid p256)" \
+        -o "$HA/p256-ks2.key" --server "https://127.0.0.1:$KS2_PORT" >"$WEB_WORK/keyref2.log" 2>&1; then
+        ok "second key server on 127.0.0.1:$KS2_PORT; p256 key reference names it"
+    else
+        fail "second key server and its p256 key reference" \
+            "$(cat "$WEB_WORK/ks2.log" "$WEB_WORK/keyref2.log" 2>/dev/null)"
+    fi
+    cat "$KS_DIR/p256.crt" "$HA/p256-ks2.key" >"$HA/p256-ks2.pem"
+    write_cnf "$WEB_WORK/ossl-hung.cnf" 1500 "https://127.0.0.1:$KS_PORT"
+    P_RSA=$(web_free_port)
+    P_P256=$(web_free_port)
+    P_HTTP=$(web_free_port)
+    ha_conf "$HA/ha-hung.cfg" 1 "$P_RSA" "$P_P256" "$HA/rsa2048.pem" "$HA/p256-ks2.pem"
+    HA_LOG=$WEB_WORK/haproxy-hung.log
+    if ! ha_start "$HA/ha-hung.cfg" "$WEB_WORK/ossl-hung.cnf" "$HA_LOG"; then
+        fail "haproxy nbthread 1 ssl-mode-async (hung key server) starts" "$HA_LOG"
+        web_finish
+        exit 1
+    fi
+    ok "haproxy nbthread 1 ssl-mode-async, lurk-timeout 1500 ms (pid $HA_PID)"
+    # both key-server connections exist before the hang
+    load "$P_RSA" --count 2 --tls1.3
+    load_rsa_ok=$L_OK
+    load "$P_P256" --count 2 --tls1.3
+    if [ "$load_rsa_ok" = 2 ] && [ "$L_OK" = 2 ] \
+        && ks_audit_wait '"Sign"' 2 "$KS_DIR/audit2.log" 2>/dev/null; then
+        ok "rsa2048 (key server 1) and p256 (key server 2) handshakes; key server 2 logs its Signs"
+    else
+        fail "rsa2048 and p256 handshakes before the hang" "$LOAD_OUT"
+    fi
 
-# bg_load NAME PORT ARGS...: async_load in the background, BG_PID BG_OUT.
-bg_load() {
-    local port=$2
-    BG_OUT=$WEB_WORK/bg.$1
-    shift 2
-    timeout 60 "$LOAD" --port "$port" --ca "$KS_DIR/ca.crt" --name localhost -v "$@" \
-        >"$BG_OUT" 2>"$BG_OUT.err" &
-    BG_PID=$!
-    web_track "$BG_PID"
-}
-# 64 client connections established to PORT and the stopped key server
-# holding unread requests.
-paused_64() {
-    [ "$(conns_to "$1")" -ge 64 ] && [ "$(recvq_of "$KS_PORT")" -gt 0 ]
-}
+    kill -STOP "$KS_PID"
+    t0=$(date +%s%N)
+    bg_load hung "$P_RSA" --count 64 --concurrency 64 --tls1.3 --timeout-ms 8000 --expect-fail
+    wait_until 50 paused_64 "$P_RSA" \
+        || web_log "note: $(conns_to "$P_RSA") connections, key server Recv-Q $(recvq_of "$KS_PORT")"
+    # the same thread must keep serving the key on the healthy key server
+    s2=$(ks_audit_count '"Sign"' "$KS_DIR/audit2.log")
+    load "$P_P256" --count 8 --concurrency 1 --tls1.3 --timeout-ms 2000 --max-failures 1 \
+        --request $'GET / HTTP/1.0\r\n\r\n' --expect "lurk ok p256"
+    still=1
+    web_alive "$BG_PID" && still=0
+    r=1
+    [ "$L_OK" -eq 8 ] && [ "$L_MAX" -lt 1000 ] && [ "$still" -eq 0 ] && r=0
+    async_check "key server 1 hung: 8 p256 handshakes via key server 2 served meanwhile (slowest $L_MAX ms, < 1000)" \
+        "$r" "$LOAD_OUT (64 paused still pending: $([ $still = 0 ] && echo yes || echo no))"
+    wait "$BG_PID" 2>/dev/null
+    load_parse "$BG_OUT"
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    if [ "$L_FAILED" -eq 64 ] && [ "$L_OK" -eq 0 ]; then
+        ok "key server 1 hung: the 64 rsa2048 handshakes fail ($LOAD_OUT)"
+    else
+        fail "key server 1 hung: the 64 rsa2048 handshakes fail" "$LOAD_OUT"
+    fi
+    r=1
+    [ "$L_MS" -lt 3000 ] && ! grep -q 'timeout:' <<<"$LOAD_OUT" && r=0
+    async_check "key server 1 hung: each paused handshake fails at lurk-timeout (all 64 in $L_MS ms, < 1500 + 1500)" \
+        "$r" "$LOAD_OUT"
+    kill -CONT "$KS_PID"
+    # after the hang: the late replies to abandoned requests must not confuse
+    # the next ones (same connection or a new one)
+    s1=$(web_audit_count Sign)
+    load "$P_RSA" --count 16 --concurrency 16 --tls1.3 --timeout-ms 5000 \
+        --request $'GET / HTTP/1.0\r\n\r\n' --expect "lurk ok rsa2048"
+    if [ "$L_OK" -eq 16 ]; then
+        ok "key server 1 resumed: 16 rsa2048 handshakes ($L_MS ms)"
+    else
+        fail "key server 1 resumed: 16 rsa2048 handshakes" "$LOAD_OUT"
+    fi
+    if web_alive "$HA_PID"; then
+        ok "haproxy alive after the hang"
+    else
+        fail "haproxy alive after the hang" "$HA_LOG"
+    fi
 
-kill -STOP "$KS_PID"
-t0=$(date +%s%N)
-bg_load hung "$P_RSA" --count 64 --concurrency 64 --tls1.3 --timeout-ms 8000 --expect-fail
-wait_until 50 paused_64 "$P_RSA" \
-    || web_log "note: $(conns_to "$P_RSA") connections, key server Recv-Q $(recvq_of "$KS_PORT")"
-# the same thread must keep serving the key on the healthy key server
-s2=$(ks_audit_count '"Sign"' "$KS_DIR/audit2.log")
-load "$P_P256" --count 8 --concurrency 1 --tls1.3 --timeout-ms 2000 --max-failures 1 \
-    --request $'GET / HTTP/1.0\r\n\r\n' --expect "lurk ok p256"
-still=1
-web_alive "$BG_PID" && still=0
-r=1
-[ "$L_OK" -eq 8 ] && [ "$L_MAX" -lt 1000 ] && [ "$still" -eq 0 ] && r=0
-async_check "key server 1 hung: 8 p256 handshakes via key server 2 served meanwhile (slowest $L_MAX ms, < 1000)" \
-    "$r" "$LOAD_OUT (64 paused still pending: $([ $still = 0 ] && echo yes || echo no))"
-wait "$BG_PID" 2>/dev/null
-load_parse "$BG_OUT"
-ms=$((($(date +%s%N) - t0) / 1000000))
-if [ "$L_FAILED" -eq 64 ] && [ "$L_OK" -eq 0 ]; then
-    ok "key server 1 hung: the 64 rsa2048 handshakes fail ($LOAD_OUT)"
-else
-    fail "key server 1 hung: the 64 rsa2048 handshakes fail" "$LOAD_OUT"
+    # ---- 4. key server killed under 64 paused handshakes -----------------------
+    log_lines=$(wc -l <"$HA_LOG")
+    kill -STOP "$KS_PID"
+    bg_load killed "$P_RSA" --count 64 --concurrency 64 --tls1.3 --timeout-ms 8000 --expect-fail
+    wait_until 50 paused_64 "$P_RSA" \
+        || web_log "note: $(conns_to "$P_RSA") connections, key server Recv-Q $(recvq_of "$KS_PORT")"
+    t0=$(date +%s%N)
+    {
+        kill -KILL "$KS_PID"
+        wait "$KS_PID"
+    } 2>/dev/null
+    wait "$BG_PID" 2>/dev/null
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    load_parse "$BG_OUT"
+    if [ "$L_FAILED" -eq 64 ] && ! grep -q 'timeout:' <<<"$LOAD_OUT"; then
+        ok "key server killed: the 64 paused handshakes fail, $ms ms after the kill ($LOAD_OUT)"
+    else
+        fail "key server killed: the 64 paused handshakes fail (not by client timeout)" "$LOAD_OUT"
+    fi
+    new_log() { tail -n +"$((log_lines + 1))" "$HA_LOG"; }
+    has_lurk_line() { [[ "$(new_log)" == *lurk* ]]; }
+    wait_until 20 has_lurk_line
+    if has_lurk_line; then
+        ok "key server killed: haproxy's log names the lurk reason: $(tail -n +"$((log_lines + 1))" "$HA_LOG" | grep -i -m1 lurk | cut -c1-200)"
+    else
+        fail "key server killed: a lurk reason in haproxy's log" "$(tail -n +"$((log_lines + 1))" "$HA_LOG")"
+    fi
+    if web_alive "$HA_PID" && [[ "$(curl -s --max-time 5 "http://127.0.0.1:$P_HTTP/")" == *"lurk ok http"* ]]; then
+        ok "key server killed: haproxy alive and serving plain HTTP"
+    else
+        fail "key server killed: haproxy alive and serving" "$HA_LOG"
+    fi
+    load "$P_P256" --count 8 --concurrency 8 --tls1.3
+    if [ "$L_OK" -eq 8 ]; then
+        ok "key server killed: p256 via key server 2 still works"
+    else
+        fail "key server killed: p256 via key server 2 still works" "$LOAD_OUT"
+    fi
+    web_wait_port_closed "$KS_PORT"
+    if web_ks_restart; then
+        ok "key server restarted on port $KS_PORT (pid $KS_PID)"
+    else
+        fail "key server restart" "$WEB_WORK/ks-restart.log"
+    fi
+    s1=$(web_audit_count Sign)
+    load "$P_RSA" --count 64 --concurrency 64 --tls1.3 --timeout-ms 10000 \
+        --request $'GET / HTTP/1.0\r\n\r\n' --expect "lurk ok rsa2048"
+    web_audit_wait Sign $((s1 + 64))
+    ds=$(($(web_audit_count Sign) - s1))
+    if [ "$L_OK" -eq 64 ] && [ "$ds" -eq 64 ]; then
+        ok "key server back: 64 rsa2048 handshakes in flight, 64 Sign lines ($L_MS ms)"
+    else
+        fail "key server back: 64 rsa2048 handshakes: $LOAD_OUT, $ds Sign lines" "$LOAD_ERR"
+    fi
+    if web_alive "$HA_PID"; then
+        ok "haproxy (nbthread 1) alive over the hang, the kill and the restart"
+    else
+        fail "haproxy (nbthread 1) alive over the hang, the kill and the restart" "$HA_LOG"
+    fi
+    web_stop_pid "$HA_PID"
 fi
-r=1
-[ "$L_MS" -lt 3000 ] && ! grep -q 'timeout:' <<<"$LOAD_OUT" && r=0
-async_check "key server 1 hung: each paused handshake fails at lurk-timeout (all 64 in $L_MS ms, < 1500 + 1500)" \
-    "$r" "$LOAD_OUT"
-kill -CONT "$KS_PID"
-# after the hang: the late replies to abandoned requests must not confuse
-# the next ones (same connection or a new one)
-s1=$(web_audit_count Sign)
-load "$P_RSA" --count 16 --concurrency 16 --tls1.3 --timeout-ms 5000 \
-    --request $'GET / HTTP/1.0\r\n\r\n' --expect "lurk ok rsa2048"
-if [ "$L_OK" -eq 16 ]; then
-    ok "key server 1 resumed: 16 rsa2048 handshakes ($L_MS ms)"
-else
-    fail "key server 1 resumed: 16 rsa2048 handshakes" "$LOAD_OUT"
-fi
-if web_alive "$HA_PID"; then
-    ok "haproxy alive after the hang"
-else
-    fail "haproxy alive after the hang" "$HA_LOG"
-fi
-
-# ---- 4. key server killed under 64 paused handshakes -----------------------
-log_lines=$(wc -l <"$HA_LOG")
-kill -STOP "$KS_PID"
-bg_load killed "$P_RSA" --count 64 --concurrency 64 --tls1.3 --timeout-ms 8000 --expect-fail
-wait_until 50 paused_64 "$P_RSA" \
-    || web_log "note: $(conns_to "$P_RSA") connections, key server Recv-Q $(recvq_of "$KS_PORT")"
-t0=$(date +%s%N)
-{
-    kill -KILL "$KS_PID"
-    wait "$KS_PID"
-} 2>/dev/null
-wait "$BG_PID" 2>/dev/null
-ms=$((($(date +%s%N) - t0) / 1000000))
-load_parse "$BG_OUT"
-if [ "$L_FAILED" -eq 64 ] && ! grep -q 'timeout:' <<<"$LOAD_OUT"; then
-    ok "key server killed: the 64 paused handshakes fail, $ms ms after the kill ($LOAD_OUT)"
-else
-    fail "key server killed: the 64 paused handshakes fail (not by client timeout)" "$LOAD_OUT"
-fi
-wait_until 20 bash -c "tail -n +$((log_lines + 1)) '$HA_LOG' | grep -qi lurk"
-if tail -n +"$((log_lines + 1))" "$HA_LOG" | grep -qi 'lurk'; then
-    ok "key server killed: haproxy's log names the lurk reason: $(tail -n +"$((log_lines + 1))" "$HA_LOG" | grep -i -m1 lurk | cut -c1-200)"
-else
-    fail "key server killed: a lurk reason in haproxy's log" "$(tail -n +"$((log_lines + 1))" "$HA_LOG")"
-fi
-if web_alive "$HA_PID" && curl -s --max-time 5 "http://127.0.0.1:$P_HTTP/" | grep -q 'lurk ok http'; then
-    ok "key server killed: haproxy alive and serving plain HTTP"
-else
-    fail "key server killed: haproxy alive and serving" "$HA_LOG"
-fi
-load "$P_P256" --count 8 --concurrency 8 --tls1.3
-if [ "$L_OK" -eq 8 ]; then
-    ok "key server killed: p256 via key server 2 still works"
-else
-    fail "key server killed: p256 via key server 2 still works" "$LOAD_OUT"
-fi
-web_wait_port_closed "$KS_PORT"
-if web_ks_restart; then
-    ok "key server restarted on port $KS_PORT (pid $KS_PID)"
-else
-    fail "key server restart" "$WEB_WORK/ks-restart.log"
-fi
-s1=$(web_audit_count Sign)
-load "$P_RSA" --count 64 --concurrency 64 --tls1.3 --timeout-ms 10000 \
-    --request $'GET / HTTP/1.0\r\n\r\n' --expect "lurk ok rsa2048"
-web_audit_wait Sign $((s1 + 64))
-ds=$(($(web_audit_count Sign) - s1))
-if [ "$L_OK" -eq 64 ] && [ "$ds" -eq 64 ]; then
-    ok "key server back: 64 rsa2048 handshakes in flight, 64 Sign lines ($L_MS ms)"
-else
-    fail "key server back: 64 rsa2048 handshakes: $LOAD_OUT, $ds Sign lines" "$LOAD_ERR"
-fi
-if web_alive "$HA_PID"; then
-    ok "haproxy (nbthread 1) alive over the hang, the kill and the restart"
-else
-    fail "haproxy (nbthread 1) alive over the hang, the kill and the restart" "$HA_LOG"
-fi
-web_stop_pid "$HA_PID"
-
 
 # ---- 5. valgrind: abandoned and interrupted jobs leak nothing ---------------
 # The key server sits behind the delay proxy (>= 200 ms a Sign), so jobs
@@ -486,24 +512,28 @@ web_stop_pid "$HA_PID"
 #     mid-handshake on fe_ok (100 ms after connect).  Then 8 handshakes on
 #     fe_ok must work on the same key-server connection.
 #   s_server -async -naccept 12: 8 clients leave mid-handshake, 4 complete.
-# Counted: loss records (definitely or indirectly lost) and memory errors
-# with a lurk frame, and fds left open at exit (an eventfd, a socket).  An
-# abandoned job's own ASYNC_JOB and fiber stack are OpenSSL's (a paused job
-# that is never resumed cannot be freed by anyone) and are reported only.
+# An abandoned job's own ASYNC_JOB and fiber stack (32 KiB) are OpenSSL's: a
+# paused job that is never resumed cannot be freed by anyone, nor what its
+# stack holds (the handshake's EVP contexts, ~46 KB a job here); they are
+# reported, not counted (see vg_verdict).
 VG_OPTS=(valgrind --leak-check=full --show-leak-kinds=definite,indirect
     --errors-for-leak-kinds=definite --track-fds=yes --num-callers=40)
 
 # vg_summary LOG: one line of counts from a valgrind log.
 vg_summary() {
     awk '
-    function flush(  first, bytes, n, i) {
+    function flush(  first, bytes, n, i, fn) {
         if (rec == "") return
         n = split(rec, lines, "\n")
         first = lines[1]
         for (i = 1; i <= n; i++) {
             if (lines[i] ~ /^Open (file descriptor|AF_|socket)/ && lines[i + 1] !~ /inherited from parent/) {
-                fds++
-                if (fdex == "") fdex = lines[i] " " lines[i + 1]
+                if (lines[i] ~ /^Open (AF_|socket)/) {
+                    socks++
+                } else {
+                    fds++
+                    if (fdex == "") fdex = lines[i] " " lines[i + 1]
+                }
             }
         }
         lurk = (rec ~ /lurk_|lurk\.so/)
@@ -512,8 +542,21 @@ vg_summary() {
             sub(/ bytes.*/, "", bytes)
             sub(/ *\(.*/, "", bytes)
             gsub(/,/, "", bytes)
-            if (lurk) { lurk_leaks++; lurk_bytes += bytes; if (ex == "") ex = first }
-            else { other_leaks++; other_bytes += bytes; if (oex == "") oex = first " " lines[3] }
+            if (lurk && first ~ /definitely/) { lurk_leaks++; lurk_bytes += bytes; if (ex == "") ex = first }
+            else if (lurk) { lurk_indirect++; lurk_ibytes += bytes }
+            else {
+                other_leaks++
+                other_bytes += bytes
+                if (bytes + 0 > obest + 0) {
+                    obest = bytes
+                    oex = first
+                    if (match(rec, /by 0x[0-9A-F]+: (ASYNC_[a-z_]+|SSL_[a-z_]+)/)) {
+                        fn = substr(rec, RSTART, RLENGTH)
+                        sub(/.*: /, "", fn)
+                        oex = oex ", from " fn
+                    }
+                }
+            }
         } else if (first ~ /^(Invalid|Conditional jump|Use of uninitialised|Syscall param|Mismatched|Source and destination)/) {
             if (lurk) { lurk_errors++; if (ex == "") ex = first } else { other_errors++ }
         } else if (first ~ /HEAP SUMMARY/) {
@@ -526,33 +569,46 @@ vg_summary() {
     { rec = rec $0 "\n" }
     END {
         flush()
-        printf "heap=%d lurk_leaks=%d lurk_bytes=%d lurk_errors=%d fds=%d other_leaks=%d other_bytes=%d other_errors=%d first=\"%s%s\" other=\"%s\"\n", \
-            heap, lurk_leaks, lurk_bytes, lurk_errors, fds, other_leaks, other_bytes, \
+        printf "heap=%d lurk_leaks=%d lurk_bytes=%d lurk_errors=%d fds=%d sockets=%d lurk_indirect=%d lurk_indirect_bytes=%d other_leaks=%d other_bytes=%d other_errors=%d first=\"%s%s\" other=\"%s\"\n", \
+            heap, lurk_leaks, lurk_bytes, lurk_errors, fds, socks, lurk_indirect, lurk_ibytes, \
+            other_leaks, other_bytes, \
             other_errors, ex, (ex != "" && fdex != "" ? "; " : "") fdex, oex
     }' "$1"
 }
 vg_field() { sed -n "s/.*\b$1=\([0-9]*\).*/\1/p" <<<"$2"; }
 
-# vg_verdict LABEL LOG EXIT-STATUS
+# vg_verdict LABEL LOG EXIT-STATUS SOCKETS-COUNT(0|1)
+# Fails on a definitely lost block allocated under a lurk frame, a memory
+# error with a lurk frame, an fd other than a socket left open at exit (a
+# wait fd: eventfd, epoll, timerfd), and with SOCKETS-COUNT=1 a socket too.
+# Reported only: blocks lost indirectly under lurk frames and sockets left
+# open when jobs were abandoned: an abandoned job's fiber stack still holds
+# the handshake's EVP contexts and so a reference to the lurk key (its
+# client, its connections, the provider's public-key context), which OpenSSL
+# can then never release.
 vg_verdict() {
-    local label=$1 log=$2 rc=$3 sum
+    local label=$1 log=$2 rc=$3 strict=$4 sum socks_bad=0
     sum=$(vg_summary "$log")
+    [ "$strict" = 1 ] && [ "$(vg_field sockets "$sum")" != 0 ] && socks_bad=1
     if [ "$rc" -eq 0 ] && [ "$(vg_field heap "$sum")" = 1 ] \
         && [ "$(vg_field lurk_leaks "$sum")" = 0 ] && [ "$(vg_field lurk_errors "$sum")" = 0 ] \
-        && [ "$(vg_field fds "$sum")" = 0 ]; then
-        ok "valgrind $label: no leak or memory error in lurk, no fd left open ($(vg_field other_leaks "$sum") other loss records, $(vg_field other_bytes "$sum") bytes)"
+        && [ "$(vg_field fds "$sum")" = 0 ] && [ "$socks_bad" = 0 ]; then
+        ok "valgrind $label: no block definitely lost under lurk, no memory error in lurk, no wait fd left open"
     else
         fail "valgrind $label: exit $rc; $sum" "$log"
     fi
+    web_log "valgrind $label: $(vg_field other_leaks "$sum") loss records not lurk's ($(vg_field other_bytes "$sum") bytes), $(vg_field lurk_indirect "$sum") indirectly lost under lurk frames ($(vg_field lurk_indirect_bytes "$sum") bytes), $(vg_field sockets "$sum") sockets open at exit"
     if [ "$(vg_field other_leaks "$sum")" != 0 ] || [ "$(vg_field other_errors "$sum")" != 0 ]; then
-        web_log "valgrind $label, not lurk's: $(sed -n 's/.*other="\(.*\)"$/\1/p' <<<"$sum")"
+        web_log "valgrind $label, the largest not lurk's: $(sed -n 's/.*other="\(.*\)"$/\1/p' <<<"$sum")"
     fi
 }
 
 if ! command -v valgrind >/dev/null 2>&1; then
     WEB_PENDING=$((WEB_PENDING + 1))
     printf 'PENDING valgrind checks: valgrind is not installed\n'
-elif [ -z "$DP_PID" ] || [ -z "${DP_PORT:-}" ]; then
+elif ! part 5; then
+    :
+elif [ ! -x "$DELAY" ]; then
     WEB_PENDING=$((WEB_PENDING + 1))
     printf 'PENDING valgrind checks: no delay proxy (%s)\n' "$DELAY"
 else
@@ -623,7 +679,7 @@ EOF
         done
         wait "$HA_PID"
         rc=$?
-        vg_verdict "haproxy ssl-mode-async (abandoned jobs)" "$WEB_WORK/vg-haproxy.log" "$rc"
+        vg_verdict "haproxy ssl-mode-async (abandoned jobs)" "$WEB_WORK/vg-haproxy.log" "$rc" 0
     else
         fail "valgrind haproxy starts" "$WEB_WORK/haproxy-vg.log"
     fi
@@ -634,8 +690,7 @@ EOF
         --log-file="$WEB_WORK/vg-s_server.log"; then
         load "$SS_PORT" --count 8 --concurrency 8 --tls1.3 --abort-ms 100 --timeout-ms 30000
         cl=$LOAD_OUT
-        load "$SS_PORT" --count 4 --concurrency 4 --tls1.3 --timeout-ms 60000 \
-            --request $'GET / HTTP/1.0\r\n\r\n' --expect "HTTP/1.0 200 ok"
+        load "$SS_PORT" --count 4 --concurrency 4 --tls1.3 --timeout-ms 60000
         if [ "$L_OK" -eq 4 ]; then
             ok "valgrind s_server -async: 8 clients left mid-handshake ($cl), then 4 handshakes work"
         else
@@ -648,7 +703,7 @@ EOF
         done
         wait "$SS_PID"
         rc=$?
-        vg_verdict "s_server -async (interrupted jobs)" "$WEB_WORK/vg-s_server.log" "$rc"
+        vg_verdict "s_server -async (interrupted jobs)" "$WEB_WORK/vg-s_server.log" "$rc" 1
     else
         fail "valgrind s_server -async starts" "$SS_OUT.err"
     fi

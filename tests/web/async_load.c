@@ -118,6 +118,11 @@ static void al_reason(const al_opts *o, const char *why, const char *detail)
 static void al_close(al_conn *c)
 {
     if (c->ssl != NULL) {
+        if (SSL_is_init_finished(c->ssl)) {
+            /* close_notify, best effort (the socket is non-blocking) */
+            (void)SSL_shutdown(c->ssl);
+        }
+        ERR_clear_error();
         SSL_free(c->ssl);
     }
     if (c->fd >= 0) {
