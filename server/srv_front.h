@@ -4,7 +4,9 @@
  *
  *   main.c    command line, process setup, signals, reload
  *   config.c  the NCONF config file -> lurk_srv_conf, and the key store it names
- *   http.c    listeners, mutual TLS, event loops, limits, peer identity
+ *   http.c    listeners, mutual TLS, the HTTP/1.1 front (request queues,
+ *             work slices, shedding), event loops, limits, peer identity;
+ *             its head parser is http1.c (srv_http1.h)
  *   dev.c     `--dev DIR`: a throwaway PKI and configs for trying lurk out
  *
  * The core (keystore, policy, handler, audit) is lurk_srv.h.

@@ -38,7 +38,7 @@ with_limits() {   # with_limits "key = value"...  (into [keyserver])
     done
 }
 
-with_limits "max_connections = 1024"
+with_limits "max_connections = 1024" "header_timeout = 60"   # 300 handshakes first
 ulimit -n 4096 2>/dev/null || true
 ks_start "$dir" >/dev/null
 python3 "$py" overload "$dir" "$KS_PID" "$KS_PORT" "$rsa"
