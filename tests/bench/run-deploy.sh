@@ -35,7 +35,7 @@
 #   BENCH_CASES     ["rsa2048-tls13 rsa2048-tls12 p256-tls13 p256-tls12"]
 #   BENCH_SERVERS   ["nginx haproxy"]
 #   BENCH_HA_ASYNC  haproxy ssl-mode-async settings ["off on"]
-#   BENCH_CONC      client connections in flight [nginx: max(8, 2W+4); haproxy: 64]
+#   BENCH_CONC      client connections in flight [nginx: 4W+16; haproxy: 64]
 #   BENCH_HA_CONC   client connections in flight for haproxy [64]
 #   BENCH_LOAD_ARGS extra handshake_load options, e.g. "-g P-256" [none]
 #   BENCH_MAX       handshake cap per run [200000]
@@ -198,6 +198,9 @@ measure() {
     if [ "$M_ERR" != 0 ]; then
         printf -- '- %s, port %s: %s errors; first: %s\n' "$C_NAME" "$port" "$M_ERR" \
             "$(sed -n 's/.*first: //p' "$WEB_WORK/load.err" | head -n 1 | cut -c1-120)" >>"$NOTES"
+        # the server's own reason, when it logged one
+        [ -n "${SRV_LOG:-}" ] && grep -a -i 'lurk' "$SRV_LOG" 2>/dev/null | tail -n 1 |
+            cut -c1-240 | sed 's/^/  server log: /' >>"$NOTES"
     fi
 }
 
@@ -265,6 +268,7 @@ EOF
         sleep 0.05
     done
     SRV_PIDS+=("$NGX_PID")
+    SRV_LOG=$NGX/logs/error.log
 }
 
 run_nginx() {
@@ -275,7 +279,9 @@ run_nginx() {
     echo "| case | RTT ms | W | conns | local hs/s | lurk hs/s | lurk/local | bound min(local, W/RTT) | lurk/bound | nginx CPU µs/hs local | nginx CPU µs/hs lurk | CPU lurk/local | key server µs/hs | proxy µs/hs | targets |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for w in $WLIST; do
-        conc=${BENCH_CONC:-$((2 * w + 4 > 8 ? 2 * w + 4 : 8))}
+        # connections a blocked worker has accepted wait for it: keep enough
+        # in flight that an idle worker always finds one in the listen queue
+        conc=${BENCH_CONC:-$((4 * w + 16))}
         for rtt in $RTTS; do
             ngx_start "$w" "${CNF[$rtt]}"
             sleep 0.3
@@ -355,6 +361,7 @@ EOF
         web_wait_port "${HP[$k-lurk]}" || { cat "$WEB_WORK/haproxy.log"; exit 1; }
     done
     SRV_PIDS=("$HA_PID")
+    SRV_LOG=$WEB_WORK/haproxy.log
 }
 
 # A web server that died in a case (e.g. a provider bug) is started again
@@ -467,13 +474,14 @@ awk -F'\t' -v maxrtt="$max_rtt" '
         }
         if (ha != "") printf "- haproxy nbthread 2 ssl-mode-async at %s ms, lurk / local (target >= 0.80):%s\n", maxrtt, ha
     }' "$TSV"
-echo
-echo "delay proxies (late_us_mean: mean error of the one-way delay; cpu_us_per_msg: proxy CPU per relayed chunk):"
+n=0
 for rtt in $RTTS; do
     [ -n "${PXPID[$rtt]}" ] || continue
     kill -USR1 "${PXPID[$rtt]}" 2>/dev/null
+    n=$((n + 1))
 done
-sleep 0.2
+[ "$n" -gt 0 ] && sleep 0.2 && echo &&
+    echo "delay proxies (late_us_mean: mean error of the one-way delay; cpu_us_per_msg: proxy CPU per relayed chunk):"
 for rtt in $RTTS; do
     [ -n "${PXPID[$rtt]}" ] || continue
     echo "- RTT $rtt ms: $(tail -n 1 "$WEB_WORK/proxy-$rtt.log" | sed 's/^lurk-delay-proxy: //')"
