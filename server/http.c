@@ -964,6 +964,47 @@ static const char *loop_date(lurk_srv_loop *l)
     return l->date;
 }
 
+/* The common reply, without a printf: "200 OK", kept alive. */
+static void conn_reply_200(lurk_srv_conn *c, const char *body, size_t len)
+{
+    static const char pre[] = "HTTP/1.1 200 OK\r\nContent-Type: " LURK_PROTO_MEDIA_TYPE
+                              "\r\nContent-Length: ";
+    static const char date[] = "\r\nDate: ";
+    const char *d = loop_date(c->loop);
+    size_t dlen = strlen(d);
+    char num[24];
+    size_t nlen = 0;
+    size_t v = len;
+    char *o;
+
+    do {
+        num[sizeof(num) - 1 - nlen++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    if (!grow(&c->out, &c->out_cap, c->out_len,
+              sizeof(pre) - 1 + nlen + sizeof(date) - 1 + dlen + 4 + len)) {
+        c->closing = 1;
+        c->rd_done = 1;
+        return;
+    }
+    o = c->out + c->out_len;
+    memcpy(o, pre, sizeof(pre) - 1);
+    o += sizeof(pre) - 1;
+    memcpy(o, num + sizeof(num) - nlen, nlen);
+    o += nlen;
+    memcpy(o, date, sizeof(date) - 1);
+    o += sizeof(date) - 1;
+    memcpy(o, d, dlen);
+    o += dlen;
+    memcpy(o, "\r\n\r\n", 4);
+    o += 4;
+    if (len > 0) {
+        memcpy(o, body, len);
+        o += len;
+    }
+    c->out_len = (size_t)(o - c->out);
+}
+
 /* Appends one reply; the connection closes after it when asked, or when
  * draining and nothing more is owed or coming. */
 static void conn_reply(lurk_srv_conn *c, int status, const char *body, size_t len,
@@ -978,6 +1019,10 @@ static void conn_reply(lurk_srv_conn *c, int status, const char *body, size_t le
 
     close_after = (flags & REQ_CLOSE) != 0
                   || (l->draining && c->q_n == 0 && c->in_len == 0 && c->discard == 0);
+    if (status == 200 && !close_after && (flags & (REQ_KEEP_ALIVE | REQ_HEAD)) == 0) {
+        conn_reply_200(c, body, len);
+        return;
+    }
     extra[0] = '\0';
     if (status == 429 || status == 503) {
         e += (size_t)snprintf(extra + e, sizeof(extra) - e, "Retry-After: %u\r\n",

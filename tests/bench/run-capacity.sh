@@ -93,7 +93,7 @@ for spec in "RSA-2048 rsa $rsa $rsa_speed" "P-256 ec $ec $ec_speed"; do
         cpu=$(field "$r" srv_cpu_us)
         printf '| %s, %s | %s x %s | %.0f | %.0f %% | %s us | %.0f %% | %s ms | %s ms | %s |\n' \
             "$name" "${*:3}" "$1" "$2" "$rps" "$(awk -v a="$rps" -v b="$ref" 'BEGIN { print 100 * a / b }')" \
-            "$cpu" "$(awk -v c="$cpu" -v b="$ref" 'BEGIN { print c > 0 ? 100 * 1e6 / c / b : 0 }')" \
+            "$cpu" "$(awk -v c="$cpu" -v b="$ref" 'BEGIN { print (c > 0 ? 100 * 1e6 / c / b : 0) }')" \
             "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$(field "$r" shed)"
     done
 done
