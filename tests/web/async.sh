@@ -14,9 +14,12 @@
 #   3. key server hung (SIGSTOP): the 64 paused handshakes fail at
 #      lurk-timeout (1500 ms) while handshakes with a key on another, healthy
 #      key server keep being served by the same thread; then SIGCONT;
-#   4. key server killed (SIGKILL) under 64 paused handshakes: they fail, the
-#      log names the lurk reason, haproxy lives, and after a restart on the
-#      same port handshakes work again;
+#      then the key server killed (SIGKILL) under 64 paused handshakes: they
+#      fail, the log names the lurk reason, haproxy lives, and after a
+#      restart on the same port handshakes work again;
+#   4. a lying key server (tests/provider/hostile_keyserver) listed first,
+#      lurk-verify = all: the paused jobs refuse its signatures and move on
+#      to the real one;
 #   5. valgrind, key server slowed by the delay proxy: haproxy abandoning
 #      paused jobs and s_server -async with clients that leave mid-handshake:
 #      no block definitely lost under a lurk frame, no wait fd left open.
@@ -55,9 +58,10 @@ async_check() {
     fi
 }
 
-# LURK_ASYNC_PARTS: which parts run (default all: 1 2 3 5; 3 is the hung
-# and the killed key server), e.g. LURK_ASYNC_PARTS=35 while developing.
-part() { [[ "${LURK_ASYNC_PARTS:-1235}" == *$1* ]]; }
+# LURK_ASYNC_PARTS: which parts run (default all: 1 2 3 4 5; 3 is the hung
+# and the killed key server, 4 the lying one), e.g. LURK_ASYNC_PARTS=35
+# while developing.
+part() { [[ "${LURK_ASYNC_PARTS:-12345}" == *$1* ]]; }
 
 web_ks_setup_or_exit
 
@@ -442,7 +446,7 @@ if part 3; then
         fail "haproxy alive after the hang" "$HA_LOG"
     fi
 
-    # ---- 4. key server killed under 64 paused handshakes -----------------------
+    # ---- 3b. key server killed under 64 paused handshakes ------------------
     log_lines=$(wc -l <"$HA_LOG")
     kill -STOP "$KS_PID"
     bg_load killed "$P_RSA" --count 64 --concurrency 64 --tls1.3 --timeout-ms 8000 --expect-fail
@@ -502,6 +506,71 @@ if part 3; then
         fail "haproxy (nbthread 1) alive over the hang, the kill and the restart" "$HA_LOG"
     fi
     web_stop_pid "$HA_PID"
+fi
+
+# ---- 4. a lying key server first, inside ASYNC jobs -------------------------
+# tests/provider/hostile_keyserver answers every Sign with a valid signature
+# by another key of the same type.  Listed before the real key server, its
+# answers must be refused by the paused jobs (lurk-verify = all: RSA and
+# ECDSA) and the jobs moved on to the real server: 64 concurrent
+# handshakes on one haproxy thread, all verified by the client.  A fresh
+# haproxy per key: the client prefers the server that answered last.
+HOSTILE=$LURK_BUILD_ROOT/tests/provider/hostile_keyserver
+if part 4 && [ -x "$HOSTILE" ]; then
+    rm -f "$WEB_WORK/hostile.port"
+    "$HOSTILE" --cert "$KS_DIR/server.crt" --key "$KS_DIR/server.key" --ca "$KS_DIR/ca.crt" \
+        --pub "$KS_DIR/rsa2048.crt" --pub "$KS_DIR/p256.crt" \
+        --port-file "$WEB_WORK/hostile.port" --log "$WEB_WORK/hostile.log" \
+        2>"$WEB_WORK/hostile.err" &
+    HK_PID=$!
+    web_track "$HK_PID"
+    wait_until 100 test -s "$WEB_WORK/hostile.port"
+    HK_PORT=$(cat "$WEB_WORK/hostile.port" 2>/dev/null)
+    touch "$WEB_WORK/hostile.log"
+    if [ -n "$HK_PORT" ] \
+        && write_cnf "$WEB_WORK/ossl-hostile.cnf" 3000 \
+            "https://127.0.0.1:$HK_PORT https://127.0.0.1:$KS_PORT" \
+        && sed -i 's/^\(\[ *lurk_sect *\]\)$/\1\nlurk-verify = all/' "$WEB_WORK/ossl-hostile.cnf" \
+        && grep -q '^lurk-verify = all' "$WEB_WORK/ossl-hostile.cnf"; then
+        ok "hostile key server on 127.0.0.1:$HK_PORT, listed first; lurk-verify = all"
+        for kv in "rsa2048 1.3" "p256 1.2"; do
+            read -r key ver <<<"$kv"
+            P_RSA=$(web_free_port)
+            P_P256=$(web_free_port)
+            P_HTTP=$(web_free_port)
+            port=$P_RSA
+            [ "$key" = p256 ] && port=$P_P256
+            ha_conf "$HA/ha-hostile.cfg" 1 "$P_RSA" "$P_P256"
+            HA_LOG=$WEB_WORK/haproxy-hostile-$key.log
+            if ! ha_start "$HA/ha-hostile.cfg" "$WEB_WORK/ossl-hostile.cnf" "$HA_LOG"; then
+                fail "haproxy (hostile key server first) starts" "$HA_LOG"
+                continue
+            fi
+            h0=$(grep -c "^Sign $(web_keyid "$key") " "$WEB_WORK/hostile.log")
+            s0=$(web_audit_count Sign)
+            # shellcheck disable=SC2046
+            load "$port" --count 64 --concurrency 64 --timeout-ms 10000 \
+                $(load_opts "$key" "$ver") --request $'GET / HTTP/1.0\r\n\r\n' \
+                --expect "lurk ok $key"
+            web_audit_wait Sign $((s0 + 64))
+            dh=$(($(grep -c "^Sign $(web_keyid "$key") " "$WEB_WORK/hostile.log") - h0))
+            ds=$(($(web_audit_count Sign) - s0))
+            if [ "$L_OK" -eq 64 ] && [ "$dh" -ge 1 ] && [ "$ds" -eq 64 ]; then
+                ok "hostile first, ASYNC: 64 concurrent $key TLS$ver handshakes verified; $dh lying answers refused, 64 Signs by the real server ($L_MS ms)"
+            else
+                fail "hostile first, ASYNC: $key TLS$ver: $LOAD_OUT; $dh lying answers, $ds real Signs" \
+                    "$LOAD_ERR"
+            fi
+            web_alive "$HA_PID" || fail "haproxy (hostile key server first) alive" "$HA_LOG"
+            web_stop_pid "$HA_PID"
+        done
+    else
+        fail "hostile key server starts" "$WEB_WORK/hostile.err"
+    fi
+    web_stop_pid "$HK_PID"
+elif part 4; then
+    WEB_PENDING=$((WEB_PENDING + 1))
+    printf 'PENDING lying key server checks: %s is not built\n' "$HOSTILE"
 fi
 
 # ---- 5. valgrind: abandoned and interrupted jobs leak nothing ---------------
