@@ -20,10 +20,12 @@
  * handler runs there.  The work runs in slices (on_work): one request per
  * connection in turn, connections that just became busy first (a queue of
  * new connections before the queue of those with a backlog, as fq_codel's
- * new flows), each turn serving its requests for up to TURN_US (so that
+ * new flows, which keep a place among the old for one round once served),
+ * each turn serving its requests for up to TURN_US (so that
  * its replies can leave together), for at most SLICE_US (or SLICE_MAX
- * requests) in all, then every connection the slice answered gets its
- * replies in one SSL_write (one TLS record up to 16 KiB, one write(2)).  A slice that leaves work re-arms
+ * requests) in all.  A connection's replies leave at the end of its turn
+ * in one SSL_write (one TLS record up to 16 KiB, one write(2)); when it is
+ * also next (the only busy one), at the end of the slice.  A slice that leaves work re-arms
  * itself as a zero timer, so epoll runs between slices and requests that
  * arrived meanwhile are read and timestamped within one slice; a slice
  * started by a read runs in the same loop iteration, after the reads.  So
@@ -440,10 +442,11 @@ static void runq_push(lurk_srv_conn *c, int which)
     c->runq = which;
 }
 
-static lurk_srv_conn *runq_pop(lurk_srv_loop *l)
+static lurk_srv_conn *runq_pop(lurk_srv_loop *l, int *was_new)
 {
     lurk_srv_conn *c = l->new_head != NULL ? l->new_head : l->old_head;
 
+    *was_new = c != NULL && c->runq == RUNQ_NEW;
     if (c != NULL) {
         runq_remove(c);
     }
@@ -1467,17 +1470,18 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
     uint64_t t0 = now_ns();
     uint64_t t = t0;
     size_t n = 0;
+    int was_new = 0;
     lurk_srv_conn *c;
 
     l->work_sched = 0;
     l->in_work = 1;
     loop_refresh(l);
-    while (n < SLICE_MAX && t - t0 < (uint64_t)SLICE_US * 1000u && (c = runq_pop(l)) != NULL) {
+    while (n < SLICE_MAX && t - t0 < (uint64_t)SLICE_US * 1000u
+           && (c = runq_pop(l, &was_new)) != NULL) {
         uint64_t turn = t;
 
-        if (!c->dirty) {
-            c->dirty = 1;
-            l->dirty[l->n_dirty++] = c;
+        if (c->q_n == 0) {
+            continue; /* a place kept in the old queue (below) */
         }
         /* its turn: requests while they take less than TURN_US together */
         do {
@@ -1488,6 +1492,23 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
                  && t - t0 < (uint64_t)SLICE_US * 1000u);
         if (c->q_n > 0 && !c->closing && conn_unsent(c) < OUT_HIGH) {
             runq_push(c, RUNQ_OLD);
+        } else if (was_new && c->q_n == 0) {
+            /* As fq_codel: a connection served as new keeps a place at the
+             * end of the old queue for one round, so that one which empties
+             * its queue and refills it at once cannot stay ahead of the
+             * connections with a backlog for ever. */
+            runq_push(c, RUNQ_OLD);
+        }
+        /* Its replies leave now, before another connection's turn (an
+         * RSA-4096 sign) could hold them; a connection that is next again
+         * (the only busy one) keeps them for one write at the end. */
+        if (c->dirty || (l->new_head != NULL ? l->new_head : l->old_head) == c) {
+            if (!c->dirty) {
+                c->dirty = 1;
+                l->dirty[l->n_dirty++] = c;
+            }
+        } else {
+            conn_after_work(c); /* may free c */
         }
     }
     for (size_t i = 0; i < l->n_dirty; i++) {
