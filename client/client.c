@@ -1390,21 +1390,28 @@ static lurk_err lurk_agree_request(const char *key_id, const unsigned char *peer
     return LURK_OK;
 }
 
-lurk_err lurk_client_sign_start(LURK_CLIENT *c, const lurk_sign_params *p, LURK_CLIENT_OP **op,
-                                lurk_detail *d)
+/* What every *_start does first: a clean request, detail and *op, and the
+ * arguments checked (`have`: the transaction's own ones are there). */
+static lurk_err lurk_start_prepare(LURK_CLIENT *c, int have, LURK_CLIENT_OP **op,
+                                   lurk_request *req, lurk_detail *d)
 {
-    lurk_request req;
-    lurk_err err = LURK_ERR_INVALID_ARG;
-
-    lurk_request_init(&req);
+    lurk_request_init(req);
     lurk_detail_reset(d);
     if (op != NULL) {
         *op = NULL;
     }
-    if (c == NULL || p == NULL || op == NULL) {
-        return err;
+    return c != NULL && have && op != NULL ? LURK_OK : LURK_ERR_INVALID_ARG;
+}
+
+lurk_err lurk_client_sign_start(LURK_CLIENT *c, const lurk_sign_params *p, LURK_CLIENT_OP **op,
+                                lurk_detail *d)
+{
+    lurk_request req;
+    lurk_err err = lurk_start_prepare(c, p != NULL, op, &req, d);
+
+    if (err == LURK_OK) {
+        err = lurk_sign_request(p, &req, d);
     }
-    err = lurk_sign_request(p, &req, d);
     if (err == LURK_OK) {
         err = lurk_op_new(c, &req, 0, op, d);
     }
@@ -1419,17 +1426,11 @@ lurk_err lurk_client_decrypt_start(LURK_CLIENT *c, const lurk_decrypt_params *p,
                                    LURK_CLIENT_OP **op, lurk_detail *d)
 {
     lurk_request req;
-    lurk_err err = LURK_ERR_INVALID_ARG;
+    lurk_err err = lurk_start_prepare(c, p != NULL, op, &req, d);
 
-    lurk_request_init(&req);
-    lurk_detail_reset(d);
-    if (op != NULL) {
-        *op = NULL;
+    if (err == LURK_OK) {
+        err = lurk_decrypt_request(p, &req, d);
     }
-    if (c == NULL || p == NULL || op == NULL) {
-        return err;
-    }
-    err = lurk_decrypt_request(p, &req, d);
     if (err == LURK_OK) {
         err = lurk_op_new(c, &req, 1, op, d);
     }
@@ -1444,17 +1445,11 @@ lurk_err lurk_client_agree_start(LURK_CLIENT *c, const char *key_id,
                                  LURK_CLIENT_OP **op, lurk_detail *d)
 {
     lurk_request req;
-    lurk_err err = LURK_ERR_INVALID_ARG;
+    lurk_err err = lurk_start_prepare(c, 1, op, &req, d);
 
-    lurk_request_init(&req);
-    lurk_detail_reset(d);
-    if (op != NULL) {
-        *op = NULL;
+    if (err == LURK_OK) {
+        err = lurk_agree_request(key_id, peer_spki, peer_len, &req, d);
     }
-    if (c == NULL || op == NULL) {
-        return err;
-    }
-    err = lurk_agree_request(key_id, peer_spki, peer_len, &req, d);
     if (err == LURK_OK) {
         err = lurk_op_new(c, &req, 1, op, d);
     }
