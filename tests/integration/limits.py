@@ -23,6 +23,11 @@
         signs at saturation: EXPECT "none" (a bound far above the waits: no
         request is shed) or "some" (a bound below the waits: requests are
         shed with 503 + Retry-After, the others served)
+    limits.py drain DIR PID PORT KEYID      SIGTERM while a connection has
+        pipelined signs queued: every one is answered, the last with
+        Connection: close, then the server exits 0
+    limits.py unix DIR SOCKET               the unix socket: pipelined requests
+        in order, the peer identity uid:N (SO_PEERCRED) in the audit log
     limits.py fair DIR PORT RSA4096 P256    P-256 signs on one connection
         while another streams pipelined RSA-4096 signs, one loop: a P-256
         sign waits about one RSA-4096 sign, not the other's backlog
@@ -587,6 +592,46 @@ def fair(d, port, rsa4096, p256, depth=16, samples=40):
           "RSA-4096 sign %.1f ms, backlog %d signs)" % (p50 * 1000, t4096 * 1000, depth))
 
 
+def drain(d, pid, port, keyid, n=40):
+    ctx = tls_context(d)
+    c = Conn(ctx, port)
+    c.send(b"".join(request_bytes("Sign", sign_body(keyid), "drain-%d" % i) for i in range(n)))
+    first = c.response()
+    os.kill(pid, signal.SIGTERM)   # the others are queued on the server by now
+    replies = [first] + [c.response() for _ in range(n - 1)]
+    ids = [b.get("SignResponse", {}).get("RequestId") for _, _, b in replies]
+    check(all(st == 200 for st, _, _ in replies) and ids == ["drain-%d" % i for i in range(n)],
+          "SIGTERM with %d pipelined signs queued: all answered, in order" % n)
+    check(replies[-1][1].get("connection") == "close"
+          and all(h.get("connection") != "close" for _, h, _ in replies[:-1]),
+          "the last reply carries Connection: close, the others not")
+    check(c.at_eof(), "then the server closes the connection")
+    c.close()
+    check(wait_exit(pid, 10), "and exits")
+
+
+def unix(d, path, n=10):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    c = Conn.__new__(Conn)
+    c.s, c.buf, c.reads = s, b"", 0
+    c.send(b"".join(request_bytes("Ping", {}, "unix-%d" % i) for i in range(n)))
+    ids = [c.response()[2]["PingResponse"]["RequestId"] for _ in range(n)]
+    check(ids == ["unix-%d" % i for i in range(n)], "unix socket: %d pipelined requests in order" % n)
+    c.close()
+    want = "uid:%d" % os.getuid()
+    peers = set()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 5:
+        with open(os.path.join(d, "audit.log")) as f:
+            peers = {json.loads(l).get("peer") for l in f if '"unix-' in l}
+        if len(peers) == 1 and sum(1 for _ in open(os.path.join(d, "audit.log"))) >= n:
+            break
+        time.sleep(0.02)
+    check(peers == {want}, "their audit lines name the peer %s (%s)" % (want, sorted(peers)))
+
+
 mode = sys.argv[1]
 if mode == "overload":
     overload(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
@@ -602,6 +647,10 @@ elif mode == "framing":
     framing(sys.argv[2], int(sys.argv[3]))
 elif mode == "queue":
     queue(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+elif mode == "drain":
+    drain(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+elif mode == "unix":
+    unix(sys.argv[2], sys.argv[3])
 elif mode == "fair":
     fair(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
 sys.exit(exit_status())

@@ -9,7 +9,8 @@
 # ambiguous heads refused with a LurkResponse 400.  Shedding by queueing
 # delay: no 503 at saturation while the waits stay under queue_max_ms, 503s
 # once they exceed it; a P-256 sign is not held up by another connection's
-# backlog of RSA-4096 signs.
+# backlog of RSA-4096 signs.  The unix socket serves pipelined requests
+# with the SO_PEERCRED identity; SIGTERM answers what is queued, then exits.
 # Each phase starts its own server (threads = 1) and stops it by pid.
 # The audit log gets a request's line promptly even while its loop never
 # goes idle (bodies trickling in as one-byte TLS records).  Last, with two
@@ -81,6 +82,15 @@ with_limits "queue_max_ms = 10000"
 ks_start "$dir" >/dev/null
 python3 "$py" fair "$dir" "$KS_PORT" "$rsa" "$p256"
 ks_stop
+
+with_limits
+sed -i "s|^\[keyserver\]\$|[keyserver]\nunix_socket = $work/lurk.sock|" "$dir/keyserver.cnf"
+ks_start "$dir" >/dev/null
+python3 "$py" unix "$dir" "$work/lurk.sock"
+python3 "$py" drain "$dir" "$KS_PID" "$KS_PORT" "$rsa2048"
+status=0
+ks_stop || status=$?
+[ "$status" = 0 ] || { echo "FAIL: lurk-keyserver exited with status $status after the drain"; exit 1; }
 
 cp "$work/keyserver.cnf.orig" "$dir/keyserver.cnf"   # threads = 2
 ks_start "$dir" >/dev/null
