@@ -7,13 +7,15 @@
 # (CONNS_FLAT connections, 1 request in flight each) and with pipelining
 # (CONNS_PIPE connections, DEPTH in flight each), as a fraction of
 # `openssl speed` single-core signs/s on the same CPU, measured in the same
-# run.  Then the head-of-line check: P-256 sign latency on one connection,
+# run (right before each case, as this VM's CPU speed drifts).  Then the
+# head-of-line check: P-256 sign latency on one connection,
 # alone and while another connection streams RSA-4096 signs (DEPTH deep).
 # Prints markdown tables.
 #
 #   tests/bench/run-capacity.sh [BUILD_DIR]
-#   env: SECS (per case, default 3), CONNS_FLAT (64), CONNS_PIPE (16),
-#        DEPTH (16), LURK_KEYSERVER (another server binary to measure)
+#   env: SECS (per case, default 3), REPEAT (each case, default 3),
+#        CONNS_FLAT (64), CONNS_PIPE (16), DEPTH (16),
+#        LURK_KEYSERVER (another server binary to measure)
 #
 # queue_max_ms is set to 60000 so that the capacity is measured, not the
 # shedding (at 16 x 16 RSA-2048 requests in flight a request waits ~80 ms).
@@ -41,6 +43,7 @@ secs=${SECS:-3}
 conns_flat=${CONNS_FLAT:-64}
 conns_pipe=${CONNS_PIPE:-16}
 depth=${DEPTH:-16}
+repeat=${REPEAT:-3}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/lurk-bench-capacity.XXXXXX")
 # shellcheck source=../lib/keyserver.sh
@@ -55,13 +58,14 @@ fi
 
 echo "uptime before: $(uptime)"
 # openssl speed on the server's CPU: the single-core ceiling
+refsecs=$(( secs > 1 ? secs - 1 : 1 ))
 speed() { # ALG -> signs/s
-    taskset -c 1 env -u OPENSSL_CONF openssl speed -seconds "$secs" "$1" 2>/dev/null |
+    taskset -c 1 env -u OPENSSL_CONF openssl speed -seconds "$refsecs" "$1" 2>/dev/null |
         awk -v a="$1" '
             a == "rsa2048" && $1 == "rsa" && $2 == "2048" { print $6 }
             a == "ecdsap256" && $1 == "256" && $3 == "ecdsa" { print $(NF-1) }'
 }
-# measured before and after the cases; the mean is the reference
+# at the start and the end, for the record; each case has its own
 rsa_speed1=$(speed rsa2048)
 ec_speed1=$(speed ecdsap256)
 
@@ -79,45 +83,54 @@ field() { # RESULT-LINE NAME
     sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"
 }
 
-# the cases, then the second openssl speed (the server idle), then the table
+# Each case REPEAT times, each time right after its own openssl speed (the
+# server idle): this VM's CPU speed drifts by 10-20 % within a minute.  A
+# row gives medians, and the spread of the two ratios over the repeats.
+med() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 rows=()
-for spec in "RSA-2048 rsa $rsa" "P-256 ec $ec"; do
+for spec in "RSA-2048 rsa $rsa rsa2048" "P-256 ec $ec ecdsap256"; do
     set -- $spec
-    name=$1 op=$2 key=$3
+    name=$1 op=$2 key=$3 alg=$4
     for shape in "$conns_flat 1 no pipelining" "$conns_pipe $depth pipelined"; do
         set -- $shape
-        rows+=("$name|$op|${*:3}|$1|$2|$(run "$op" "$key" "$1" "$2")")
+        samples=""
+        for ((k = 0; k < repeat; k++)); do
+            ref=$(speed "$alg")
+            r=$(run "$op" "$key" "$1" "$2")
+            samples+="$ref $(field "$r" rps) $(field "$r" srv_cpu_us) $(field "$r" p50_ms) $(field "$r" p99_ms) $(field "$r" shed);"
+        done
+        rows+=("$name, ${*:3}|$1 x $2|$samples")
     done
 done
 ping=$(run ping x "$conns_pipe" "$depth")
 rsa_speed2=$(speed rsa2048)
 ec_speed2=$(speed ecdsap256)
-rsa_speed=$(awk -v a="$rsa_speed1" -v b="$rsa_speed2" 'BEGIN { print (a + b) / 2 }')
-ec_speed=$(awk -v a="$ec_speed1" -v b="$ec_speed2" 'BEGIN { print (a + b) / 2 }')
 
 echo
-echo "Key-server capacity, one core (threads = 1 on CPU 1; load on CPU 0; ${secs} s per case)"
+echo "Key-server capacity, one core (threads = 1 on CPU 1; load on CPU 0; ${secs} s per case, median of $repeat)"
 echo
-echo "| case | connections x in flight | signs/s | of openssl speed | server CPU/request | by CPU time | p50 | p99 | 503 |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| case | connections x in flight | signs/s | openssl speed | of openssl speed (min-max) | server CPU/request | by CPU time (min-max) | p50 | p99 | 503 |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for row in "${rows[@]}"; do
-    IFS='|' read -r name op shape conns dep r <<<"$row"
-    ref=$rsa_speed
-    [ "$op" = ec ] && ref=$ec_speed
-    rps=$(field "$r" rps)
-    cpu=$(field "$r" srv_cpu_us)
-    printf '| %s, %s | %s x %s | %.0f | %.0f %% | %s us | %.0f %% | %s ms | %s ms | %s |\n' \
-        "$name" "$shape" "$conns" "$dep" "$rps" "$(awk -v a="$rps" -v b="$ref" 'BEGIN { print 100 * a / b }')" \
-        "$cpu" "$(awk -v c="$cpu" -v b="$ref" 'BEGIN { print (c > 0 ? 100 * 1e6 / c / b : 0) }')" \
-        "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$(field "$r" shed)"
+    IFS='|' read -r label shape samples <<<"$row"
+    samples=$(tr ';' '\n' <<<"$samples" | sed '/^ *$/d')
+    col() { awk -v c="$1" '{ print $c }' <<<"$samples" | med; }
+    wall=$(awk '{ print 100 * $2 / $1 }' <<<"$samples")
+    bycpu=$(awk '{ print ($3 > 0 ? 100 * 1e6 / $3 / $1 : 0) }' <<<"$samples")
+    printf '| %s | %s | %.0f | %.0f | %.0f %% (%.0f-%.0f) | %s us | %.0f %% (%.0f-%.0f) | %s ms | %s ms | %s |\n' \
+        "$label" "$shape" "$(col 2)" "$(col 1)" \
+        "$(med <<<"$wall")" "$(sort -g <<<"$wall" | head -1)" "$(sort -g <<<"$wall" | tail -1)" \
+        "$(col 3)" \
+        "$(med <<<"$bycpu")" "$(sort -g <<<"$bycpu" | head -1)" "$(sort -g <<<"$bycpu" | tail -1)" \
+        "$(col 4)" "$(col 5)" "$(awk '{ s += $6 } END { print s }' <<<"$samples")"
 done
-printf '| Ping (front only), pipelined | %s x %s | %.0f | - | %s us | - | %s ms | %s ms | %s |\n' \
+printf '| Ping (front only), pipelined | %s x %s | %.0f | - | - | %s us | - | %s ms | %s ms | %s |\n' \
     "$conns_pipe" "$depth" "$(field "$ping" rps)" "$(field "$ping" srv_cpu_us)" "$(field "$ping" p50_ms)" \
     "$(field "$ping" p99_ms)" "$(field "$ping" shed)"
 echo
-printf 'openssl speed on CPU 1 (before / after the cases; the mean is the reference):\n'
-printf '  RSA-2048 %.0f / %.0f signs/s, P-256 %.0f / %.0f signs/s\n' "$rsa_speed1" "$rsa_speed2" \
-    "$ec_speed1" "$ec_speed2"
+printf 'openssl speed on CPU 1 (the reference of each repeat: measured right before it, %s s;\n' "$refsecs"
+printf 'at the start / end of the run): RSA-2048 %.0f / %.0f signs/s, P-256 %.0f / %.0f signs/s\n' \
+    "$rsa_speed1" "$rsa_speed2" "$ec_speed1" "$ec_speed2"
 echo "(openssl speed counts its own CPU time; \"of openssl speed\" is signs/s by the wall"
 echo "clock, \"by CPU time\" is 1 s / server CPU per request against it: the two agree when"
 echo "the server had CPU 1 to itself, the second is what to compare when it did not)"
