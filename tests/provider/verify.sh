@@ -77,7 +77,7 @@ rm -f hostile.port
     --pub rsa2048.crt:tls-server --pub p256.crt:tls-server --pub p256-sign.pub:sign \
     --port-file hostile.port --log hostile.log 2>hostile.err &
 HK_PID=$!
-for _ in $(seq 100); do
+for _ in $(seq 600); do
     [ -s hostile.port ] && break
     sleep 0.05
 done
@@ -112,7 +112,7 @@ handshake() {
     OPENSSL_CONF=$T/$conf.cnf openssl s_server -accept 127.0.0.1:0 -naccept 1 \
         -cert "$key.crt" -key "$key.key" -www >s_server.out 2>s_server.err </dev/null &
     SRV=$!
-    for _ in $(seq 100); do
+    for _ in $(seq 600); do # at most 30 s: a loaded CI machine starts openssl slowly
         port=$(sed -n 's/^ACCEPT 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' s_server.out 2>/dev/null)
         [ -n "$port" ] && break
         sleep 0.05
