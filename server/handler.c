@@ -13,9 +13,11 @@
  * then the operation with the server's own library context.
  *
  * Every reply echoes the RequestId once it was read.  TLS premaster
- * decryption always answers 200 with 48 bytes: the default provider
- * substitutes a random premaster on bad padding or version (implicit
- * rejection, RFC 5246 7.4.7.1) and nothing here branches on it.
+ * decryption of a ciphertext below the modulus always answers 200 with 48
+ * bytes: the default provider substitutes a random premaster on bad padding
+ * or version (implicit rejection, RFC 5246 7.4.7.1) and nothing here
+ * branches on it.  Length and value against the modulus, public facts, are
+ * refused with 400 as a key file refuses them.
  * Secrets (premaster, shared secrets) live in a stack buffer cleansed
  * before return; the audit record never sees payload bytes.
  *
@@ -41,6 +43,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/params.h>
@@ -363,13 +366,19 @@ end:
     return err;
 }
 
-/* Always 48 bytes.  The provider's TLS padding check picks the decrypted
- * premaster or a random one in constant time; a failure of the call itself
- * (ciphertext not below the modulus: public) gets random bytes as well. */
+/* A ciphertext (exactly k bytes: policy.c) not below the modulus is refused
+ * (400), as the default provider refuses it with a key file
+ * (RSA_R_DATA_TOO_LARGE_FOR_MODULUS: libssl answers decrypt_error).  Only
+ * the public key and the ciphertext decide, before any private-key step.
+ * Below the modulus, always 48 bytes: the provider's TLS padding check picks
+ * the decrypted premaster or a random one in constant time; a failure of the
+ * call itself gets random bytes as well (one reply shape). */
 static lurk_err lurk_h_decrypt_premaster(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY *k,
                                          const lurk_request *req, unsigned char *out,
-                                         size_t *outlen)
+                                         size_t *outlen, char *why, size_t whylen)
 {
+    BIGNUM *n = NULL;
+    BIGNUM *c = NULL;
     EVP_PKEY_CTX *pctx = NULL;
     OSSL_PARAM params[4];
     size_t np = 0;
@@ -388,6 +397,18 @@ static lurk_err lurk_h_decrypt_premaster(const lurk_srv_handler_ctx *ctx, const 
     }
     params[np] = OSSL_PARAM_construct_end();
 
+    c = BN_bin2bn(req->ciphertext.data, (int)req->ciphertext.len, NULL);
+    if (c == NULL
+        || EVP_PKEY_get_bn_param(lurk_srv_key_pkey(k), OSSL_PKEY_PARAM_RSA_N, &n) != 1) {
+        err = LURK_ERR_INTERNAL;
+        goto end;
+    }
+    if (BN_ucmp(c, n) >= 0) {
+        lurk_why(why, whylen, "Data is not below the key's modulus");
+        err = LURK_ERR_INVALID_FORMAT;
+        goto end;
+    }
+
     pctx = EVP_PKEY_CTX_new_from_pkey(ctx->libctx, lurk_srv_key_pkey(k), ctx->propq);
     if (pctx == NULL || EVP_PKEY_decrypt_init_ex(pctx, params) != 1
         || EVP_PKEY_decrypt(pctx, out, &len, req->ciphertext.data, req->ciphertext.len) != 1
@@ -397,8 +418,11 @@ static lurk_err lurk_h_decrypt_premaster(const lurk_srv_handler_ctx *ctx, const 
         }
     }
     *outlen = LURK_SRV_PREMASTER_LEN;
+end:
     ERR_clear_error();
     EVP_PKEY_CTX_free(pctx);
+    BN_free(c);
+    BN_free(n);
     return err;
 }
 
@@ -644,7 +668,8 @@ int lurk_srv_handle(const lurk_srv_handler_ctx *ctx, const lurk_srv_peer *peer,
     case LURK_TX_DECRYPT:
         err = lurk_srv_policy_check_decrypt(k, &req, why, sizeof(why));
         if (err == LURK_OK && req.dec_mode == LURK_DEC_TLS_PREMASTER) {
-            err = lurk_h_decrypt_premaster(ctx, k, &req, value, &value_len);
+            err = lurk_h_decrypt_premaster(ctx, k, &req, value, &value_len, why,
+                                           sizeof(why));
         } else if (err == LURK_OK) {
             err = lurk_h_decrypt_oaep(ctx, k, &req, value, &value_len, why, sizeof(why));
         }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/provider.h>
@@ -652,6 +653,56 @@ static int decrypt_premaster(const char *key, const unsigned char *ct, size_t ct
     return call(&req, &web1, out, NULL);
 }
 
+/* Decisions on the ciphertext's public facts (issue 9): with a key file,
+ * OpenSSL 3.0 fails on a number >= n and on more than k bytes, and decrypts
+ * anything below n.  The provider left-pads shorter ciphertexts, so the wire
+ * carries exactly k bytes: other lengths are a malformed request (400). */
+static void premaster_modulus_cases(const char *key, const LURK_SRV_KEY *k, size_t klen)
+{
+    BIGNUM *n = NULL;
+    unsigned char ct[513];
+    lurk_response out;
+
+    ck_assert_int_eq(EVP_PKEY_get_bn_param(lurk_srv_key_pkey(k), OSSL_PKEY_PARAM_RSA_N, &n), 1);
+    ck_assert_int_eq(BN_bn2binpad(n, ct, (int)klen), (int)klen);
+
+    /* exactly n */
+    ck_assert_int_eq(decrypt_premaster(key, ct, klen, 0x0303, 0, &out), 400);
+    ck_assert_uint_eq(out.value.len, 0);
+    ck_assert_str_eq(out.description, "Data is not below the key's modulus");
+    lurk_response_clear(&out);
+
+    /* n - 1: below, implicit rejection, 200 + 48 bytes */
+    ck_assert_int_eq(BN_sub_word(n, 1), 1);
+    ck_assert_int_eq(BN_bn2binpad(n, ct, (int)klen), (int)klen);
+    ck_assert_int_eq(decrypt_premaster(key, ct, klen, 0x0303, 0, &out), 200);
+    ck_assert_uint_eq(out.value.len, 48);
+    lurk_response_clear(&out);
+
+    /* n + 1 */
+    ck_assert_int_eq(BN_add_word(n, 2), 1);
+    ck_assert_int_eq(BN_bn2binpad(n, ct, (int)klen), (int)klen);
+    ck_assert_int_eq(decrypt_premaster(key, ct, klen, 0x0303, 0, &out), 400);
+    ck_assert_str_eq(out.description, "Data is not below the key's modulus");
+    lurk_response_clear(&out);
+
+    /* all ones */
+    memset(ct, 0xff, klen);
+    ck_assert_int_eq(decrypt_premaster(key, ct, klen, 0x0303, 0, &out), 400);
+    lurk_response_clear(&out);
+
+    /* k + 1 and k - 1 bytes: not on the wire's contract */
+    memset(ct, 0, sizeof(ct));
+    ct[klen] = 0x01;
+    ck_assert_int_eq(decrypt_premaster(key, ct, klen + 1, 0x0303, 0, &out), 400);
+    ck_assert_uint_eq(out.value.len, 0);
+    lurk_response_clear(&out);
+    ck_assert_int_eq(decrypt_premaster(key, ct + 2, klen - 1, 0x0303, 0, &out), 400);
+    ck_assert_uint_eq(out.value.len, 0);
+    lurk_response_clear(&out);
+    BN_free(n);
+}
+
 START_TEST(test_decrypt_premaster)
 {
     static const char *const keys[] = { "rsa-tls", "rsa-dec" };
@@ -698,14 +749,13 @@ START_TEST(test_decrypt_premaster)
         ck_assert(memcmp(out.value.data, first, 48) != 0);
         lurk_response_clear(&out);
 
-        /* a ciphertext above the modulus: still 200 + 48 bytes */
-        memset(ct, 0xff, ctlen);
-        ck_assert_int_eq(decrypt_premaster(keys[i], ct, ctlen, 0x0303, 0, &out), 200);
-        ck_assert_uint_eq(out.value.len, 48);
-        lurk_response_clear(&out);
+        /* the modulus and above: 400, as the default provider fails with a
+         * key file (public facts); n - 1: below, so 200 + 48 random bytes */
+        premaster_modulus_cases(keys[i], k, ctlen);
     }
 }
 END_TEST
+
 
 START_TEST(test_decrypt_oaep)
 {
