@@ -7,7 +7,9 @@
  *    integer; there is no string form) and the client version; the result is
  *    always 48 bytes.  The key server checks padding and version and answers
  *    a random premaster when they are wrong (implicit rejection, one reply
- *    shape), so nothing here can tell good input from bad;
+ *    shape), so nothing here can tell good input from bad.  The ciphertext's
+ *    length and value against the modulus are public facts, settled here as
+ *    the default provider settles them with a key file (lurk_dec_tls_input);
  *  - OAEP with SHA-256/384/512 (MGF1 with the same digest), optional label.
  * Every other padding is refused: a raw or PKCS#1 v1.5 decryption oracle is
  * exactly what the key server must not be.  Encryption is not offered (it
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/params.h>
 #include <openssl/rsa.h>
@@ -100,12 +103,76 @@ static int lurk_dec_decrypt_init(void *vctx, void *provkey, const OSSL_PARAM par
     return lurk_dec_set_ctx_params(ctx, params);
 }
 
+/*
+ * The TLS premaster ciphertext as OpenSSL reads it with a key file (3.0:
+ * rsa_enc.c rsa_decrypt -> rsa_ossl_private_decrypt, RSA_NO_PADDING, then the
+ * constant-time TLS padding check):
+ *  - longer than the modulus: an error (RSA_R_DATA_GREATER_THAN_MOD_LEN);
+ *  - shorter: the same number with leading zeros (BN_bin2bn), decrypted as
+ *    usual: a real premaster when it is one, else a random one.  Clients that
+ *    drop a leading zero byte send such ciphertexts;
+ *  - a number not below the modulus: an error (RSA_R_DATA_TOO_LARGE_FOR_MODULUS).
+ * libssl answers decrypt_error to the errors and carries on with the random
+ * premaster otherwise (bad_record_mac at Finished).  All three depend on the
+ * public key only, so deciding them here opens no oracle; the key server gets
+ * exactly k bytes below n, and everything that depends on the private key
+ * stays on its side, in one reply shape.  *padded is k bytes, the caller's.
+ */
+static int lurk_dec_tls_input(lurk_dec_ctx *ctx, const unsigned char *in, size_t inlen,
+                              unsigned char **padded, size_t *padded_len)
+{
+    size_t k = (size_t)lurk_key_max_size(ctx->key);
+    EVP_PKEY *pub = lurk_key_pub(ctx->key);
+    BIGNUM *n = NULL;
+    unsigned char *buf = NULL;
+    unsigned char *nbuf = NULL;
+    int ok = 0;
+
+    if (inlen > k) {
+        LURK_PROV_RAISE(ctx->prov, LURK_ERR_INVALID_FORMAT,
+                        "key %s: TLS premaster ciphertext has %zu bytes, the modulus %zu",
+                        lurk_key_id(ctx->key), inlen, k);
+        goto end;
+    }
+    buf = OPENSSL_zalloc(k);
+    nbuf = OPENSSL_malloc(k);
+    if (buf == NULL || nbuf == NULL || pub == NULL
+        || EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n) != 1
+        || BN_bn2binpad(n, nbuf, (int)k) != (int)k) {
+        LURK_PROV_RAISE(ctx->prov, LURK_ERR_INTERNAL, "key %s: no RSA modulus",
+                        lurk_key_id(ctx->key));
+        goto end;
+    }
+    if (inlen > 0) {
+        memcpy(buf + (k - inlen), in, inlen);
+    }
+    /* equal-length big-endian: memcmp orders them as numbers (public data) */
+    if (memcmp(buf, nbuf, k) >= 0) {
+        LURK_PROV_RAISE(ctx->prov, LURK_ERR_INVALID_FORMAT,
+                        "key %s: TLS premaster ciphertext is not below the modulus",
+                        lurk_key_id(ctx->key));
+        goto end;
+    }
+    *padded = buf;
+    *padded_len = k;
+    buf = NULL;
+    ok = 1;
+end:
+    OPENSSL_free(buf);
+    OPENSSL_free(nbuf);
+    BN_free(n);
+    return ok;
+}
+
 static int lurk_dec_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t outsize,
                             const unsigned char *in, size_t inlen)
 {
     lurk_dec_ctx *ctx = vctx;
     lurk_decrypt_params p = { 0 };
+    unsigned char *padded = NULL;   /* a ciphertext: public */
+    size_t padded_len = 0;
     size_t need;
+    int ok;
 
     if (ctx->key == NULL) {
         return 0;
@@ -137,6 +204,11 @@ static int lurk_dec_decrypt(void *vctx, unsigned char *out, size_t *outlen, size
             LURK_PROV_RAISE(ctx->prov, LURK_ERR_INVALID_ARG, "output buffer too small");
             return 0;
         }
+        if (!lurk_dec_tls_input(ctx, in, inlen, &padded, &padded_len)) {
+            return 0;
+        }
+        in = padded;
+        inlen = padded_len;
         p.client_version = ctx->client_version;
         p.alt_version = ctx->alt_version;
     } else {
@@ -155,7 +227,9 @@ static int lurk_dec_decrypt(void *vctx, unsigned char *out, size_t *outlen, size
     p.in = in;
     p.in_len = inlen;
     *outlen = outsize;
-    return lurk_key_decrypt(ctx->key, &p, out, outlen);
+    ok = lurk_key_decrypt(ctx->key, &p, out, outlen);
+    OPENSSL_free(padded);
+    return ok;
 }
 
 static int lurk_dec_set_md(lurk_dec_ctx *ctx, const OSSL_PARAM *p, lurk_md *out)
