@@ -133,7 +133,8 @@ lurk_err lurk_srv_policy_check_agree(const LURK_SRV_KEY *k, const lurk_request *
  *   || 0x00 || transcript hash (32 or 48 bytes).
  * TLS 1.2 (RFC 4492/8422 5.4): client_random(32) || server_random(32) ||
  *   ServerECDHParams { curve_type = named_curve(3), NamedCurve, point<1..255> }
- *   with the point valid for the curve. */
+ *   with the point valid for the curve (P-256/384/521: on the curve;
+ *   x25519/x448: 32/56 bytes, not a low-order point). */
 int lurk_srv_is_tls13_server_cv(const unsigned char *d, size_t n);
 int lurk_srv_is_tls12_ske(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx,
                           char *why, size_t whylen);

@@ -137,6 +137,72 @@ static const EC_GROUP *lurk_pol_group(OSSL_LIB_CTX *libctx, int nid, EC_GROUP **
     return g;
 }
 
+/* The RFC 7748 u-coordinates of small order (libsodium's has_small_order
+ * list): with one of them as the peer share, the shared secret is one of a
+ * handful of values whatever the private key, and OpenSSL's derive refuses
+ * the all-zero result.  Little-endian, as on the wire.  X25519 ignores the
+ * top bit of the last byte (RFC 7748 5), so each one has two encodings;
+ * the values p and p + 1 are 0 and 1 in a second, non-canonical encoding. */
+static const unsigned char lurk_x25519_low_order[][32] = {
+    /* 0 (order 4) */
+    { 0 },
+    /* 1 (order 1) */
+    { 0x01 },
+    /* order 8 */
+    { 0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4,
+      0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49,
+      0xb8, 0x00 },
+    /* order 8 */
+    { 0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef,
+      0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f,
+      0x11, 0x57 },
+    /* p - 1 (order 2) */
+    { 0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+      0xff, 0x7f },
+    /* p (= 0) */
+    { 0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+      0xff, 0x7f },
+    /* p + 1 (= 1) */
+    { 0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+      0xff, 0x7f },
+};
+
+/* X448 (p = 2^448 - 2^224 - 1) uses all 448 bits: 0, 1, p - 1 (order 2),
+ * and p, p + 1 (0 and 1 again). */
+static int lurk_pol_x448_low_order(const unsigned char *u)
+{
+    int zero = 1; /* 0 */
+    int one = 1;  /* 1 */
+    int pm1 = 1;  /* p - 1: fe, ff x 27, fe, ff x 27 */
+    int p0 = 1;   /* p:     ff x 28, fe, ff x 27 */
+    int pp1 = 1;  /* p + 1: 00 x 28, ff x 28 */
+
+    for (size_t i = 0; i < 56; i++) {
+        unsigned hi = i == 28 ? 0xfe : 0xff;
+
+        zero &= u[i] == 0x00;
+        one &= u[i] == (i == 0 ? 0x01 : 0x00);
+        pm1 &= u[i] == (i == 0 ? 0xfe : hi);
+        p0 &= u[i] == hi;
+        pp1 &= u[i] == (i < 28 ? 0x00 : 0xff);
+    }
+    return zero || one || pm1 || p0 || pp1;
+}
+
+static int lurk_pol_x25519_low_order(const unsigned char *u)
+{
+    for (size_t i = 0; i < sizeof(lurk_x25519_low_order) / sizeof(lurk_x25519_low_order[0]); i++) {
+        if (memcmp(u, lurk_x25519_low_order[i], 31) == 0
+            && (u[31] & 0x7f) == lurk_x25519_low_order[i][31]) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int lurk_pol_point_on_curve(const unsigned char *pt, size_t len, int nid,
                                    OSSL_LIB_CTX *libctx)
 {
@@ -209,6 +275,10 @@ int lurk_srv_is_tls12_ske(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx
             lurk_why(why, whylen, "%s point is not on the curve", curve->name);
             return 0;
         }
+    } else if (point_len == 32 ? lurk_pol_x25519_low_order(params + 4)
+                               : lurk_pol_x448_low_order(params + 4)) {
+        lurk_why(why, whylen, "%s share is a low-order point", curve->name);
+        return 0;
     }
     return 1;
 }

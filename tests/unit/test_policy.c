@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/provider.h>
 #include <openssl/rand.h>
@@ -78,6 +79,84 @@ static size_t make_ske(unsigned char *out, unsigned curve_type, unsigned curve,
     out[n++] = (unsigned char)ptlen;
     memcpy(out + n, pt, ptlen);
     return n + ptlen;
+}
+
+/* ---- RFC 7748 low-order points ------------------------------------------ */
+
+/* The X25519 u-coordinates of small order, little-endian (RFC 7748,
+ * libsodium's list), top bit clear; each is refused with it set too. */
+static const unsigned char x25519_low[][32] = {
+    { 0 },
+    { 0x01 },
+    { 0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4,
+      0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49,
+      0xb8, 0x00 },
+    { 0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef,
+      0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f,
+      0x11, 0x57 },
+};
+
+/* X25519: p - 1, p, p + 1 (p = 2^255 - 19) */
+static void x25519_p_plus(unsigned char *u, int delta)
+{
+    memset(u, 0xff, 32);
+    u[0] = (unsigned char)(0xed + delta);
+    u[31] = 0x7f;
+}
+
+/* X448: 0, 1, p - 1, p, p + 1 (p = 2^448 - 2^224 - 1) */
+static void x448_low(unsigned char *u, int which)
+{
+    memset(u, 0, 56);
+    switch (which) {
+    case 0:
+        break;
+    case 1:
+        u[0] = 0x01;
+        break;
+    default: /* 2, 3, 4: p - 1, p, p + 1 */
+        memset(u, 0xff, 56);
+        u[28] = 0xfe;
+        if (which == 2) {
+            u[0] = 0xfe;
+        } else if (which == 4) {
+            memset(u, 0x00, 28);
+            u[28] = 0xff;
+        }
+        break;
+    }
+}
+
+/* Raw public key of a fresh X25519 / X448 key. */
+static size_t ecx_share(const char *alg, unsigned char *out, size_t max)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(libctx, NULL, alg);
+    size_t len = max;
+
+    if (k == NULL || !EVP_PKEY_get_raw_public_key(k, out, &len)) {
+        len = 0;
+    }
+    EVP_PKEY_free(k);
+    return len;
+}
+
+/* 1 when OpenSSL derives a shared secret with this peer share (it refuses
+ * the all-zero secret a low-order point gives). */
+static int ecx_derives(const char *alg, const unsigned char *u, size_t len)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(libctx, NULL, alg);
+    EVP_PKEY *peer = EVP_PKEY_new_raw_public_key_ex(libctx, alg, NULL, u, len);
+    EVP_PKEY_CTX *ctx = k != NULL ? EVP_PKEY_CTX_new_from_pkey(libctx, k, NULL) : NULL;
+    unsigned char secret[64];
+    size_t slen = sizeof(secret);
+    int ok = ctx != NULL && peer != NULL && EVP_PKEY_derive_init(ctx) > 0
+             && EVP_PKEY_derive_set_peer(ctx, peer) > 0 && EVP_PKEY_derive(ctx, secret, &slen) > 0;
+
+    ERR_clear_error();
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(peer);
+    EVP_PKEY_free(k);
+    return ok;
 }
 
 static size_t make_cv(unsigned char *out, const char *context, size_t hash_len)
@@ -187,7 +266,7 @@ START_TEST(test_tls12_ske)
     ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
     ck_assert_ptr_nonnull(strstr(why, "uncompressed"));
 
-    /* x25519 / x448: any 32 / 56 bytes */
+    /* x25519 / x448: 32 / 56 bytes (random ones are not low-order) */
     RAND_bytes(pt, 56);
     n = make_ske(buf, 3, 0x001d, pt, 32);
     ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 1);
@@ -217,6 +296,70 @@ START_TEST(test_tls12_ske)
     ck_assert_int_eq(lurk_srv_is_tls12_ske(NULL, 0, libctx, why, sizeof(why)), 0);
     n = make_cv(buf, SERVER_CV, 32);
     ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+}
+END_TEST
+
+START_TEST(test_tls12_ske_ecx)
+{
+    unsigned char u[56];
+    unsigned char buf[200];
+    char why[160];
+    size_t n;
+
+    /* a real share of each curve is accepted and derives */
+    ck_assert_uint_eq(ecx_share("X25519", u, sizeof(u)), 32);
+    ck_assert(ecx_derives("X25519", u, 32));
+    n = make_ske(buf, 3, 0x001d, u, 32);
+    ck_assert_msg(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), "x25519: %s", why);
+    ck_assert_uint_eq(ecx_share("X448", u, sizeof(u)), 56);
+    ck_assert(ecx_derives("X448", u, 56));
+    n = make_ske(buf, 3, 0x001e, u, 56);
+    ck_assert_msg(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), "x448: %s", why);
+
+    /* X25519: 0, 1, the two order-8 points, p - 1, p, p + 1, each with the
+     * top bit clear and set; OpenSSL's derive refuses each one too */
+    for (int i = 0; i < 7; i++) {
+        for (int top = 0; top <= 1; top++) {
+            if (i < 4) {
+                memcpy(u, x25519_low[i], 32);
+            } else {
+                x25519_p_plus(u, i - 5);
+            }
+            u[31] = (unsigned char)(u[31] | (top ? 0x80 : 0));
+            ck_assert_msg(!ecx_derives("X25519", u, 32), "x25519 point %d/%d derives", i, top);
+            n = make_ske(buf, 3, 0x001d, u, 32);
+            ck_assert_msg(!lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)),
+                          "x25519 low-order point %d (top bit %d) accepted", i, top);
+            ck_assert_str_eq(why, "x25519 share is a low-order point");
+        }
+    }
+    /* X448: 0, 1, p - 1, p, p + 1 */
+    for (int i = 0; i < 5; i++) {
+        x448_low(u, i);
+        ck_assert_msg(!ecx_derives("X448", u, 56), "x448 point %d derives", i);
+        n = make_ske(buf, 3, 0x001e, u, 56);
+        ck_assert_msg(!lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)),
+                      "x448 low-order point %d accepted", i);
+        ck_assert_str_eq(why, "x448 share is a low-order point");
+    }
+    /* neighbours of the refused values are ordinary shares */
+    x448_low(u, 1);
+    u[0] = 2;
+    n = make_ske(buf, 3, 0x001e, u, 56);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 1);
+    memcpy(u, x25519_low[1], 32);
+    u[0] = 9; /* the base point */
+    n = make_ske(buf, 3, 0x001d, u, 32);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 1);
+
+    /* lengths: a 56-byte x25519 share, a 32-byte x448 one */
+    ecx_share("X448", u, sizeof(u));
+    n = make_ske(buf, 3, 0x001d, u, 56);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "expected 32"));
+    n = make_ske(buf, 3, 0x001e, u, 32);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "expected 56"));
 }
 END_TEST
 
@@ -491,6 +634,7 @@ static Suite *policy_suite(void)
 
     tcase_add_test(tc, test_tls13_cv);
     tcase_add_test(tc, test_tls12_ske);
+    tcase_add_test(tc, test_tls12_ske_ecx);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("decisions");
