@@ -134,7 +134,11 @@ lurk_err lurk_srv_policy_check_agree(const LURK_SRV_KEY *k, const lurk_request *
  * TLS 1.2 (RFC 4492/8422 5.4): client_random(32) || server_random(32) ||
  *   ServerECDHParams { curve_type = named_curve(3), NamedCurve, point<1..255> }
  *   with the point valid for the curve (P-256/384/521: on the curve;
- *   x25519/x448: 32/56 bytes, not a low-order point). */
+ *   x25519/x448: 32/56 bytes, not a low-order point);
+ * or (RFC 5246 7.4.3): client_random(32) || server_random(32) ||
+ *   ServerDHParams { dh_p<1..2^16-1>, dh_g<1..2^16-1>, dh_Ys<1..2^16-1> }
+ *   on an RFC 7919 ffdhe or RFC 3526 MODP group of 2048 to 8192 bits, with
+ *   its generator and 2 <= Ys <= p - 2. */
 int lurk_srv_is_tls13_server_cv(const unsigned char *d, size_t n);
 int lurk_srv_is_tls12_ske(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx,
                           char *why, size_t whylen);

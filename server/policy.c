@@ -21,9 +21,13 @@
 #include <string.h>
 
 #include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/params.h>
 #include <openssl/x509.h>
 
 /* ---- TLS 1.3 CertificateVerify (RFC 8446 4.4.3) ------------------------ */
@@ -60,6 +64,8 @@ int lurk_srv_is_tls13_server_cv(const unsigned char *d, size_t n)
 
 #define LURK_TLS12_RANDOMS 64
 #define LURK_TLS12_NAMED_CURVE 3
+/* The longest ServerECDHParams: curve_type, NamedCurve, point<1..255>. */
+#define LURK_TLS12_ECDHE_MAX (LURK_TLS12_RANDOMS + 4 + 255)
 
 typedef struct {
     unsigned id;       /* NamedCurve (RFC 8422 5.1.1) */
@@ -226,18 +232,14 @@ end:
     return ok;
 }
 
-int lurk_srv_is_tls12_ske(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx,
-                          char *why, size_t whylen)
+static int lurk_pol_ske_ecdhe(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx, char *why,
+                              size_t whylen)
 {
     const unsigned char *params;
     const lurk_tls_curve *curve = NULL;
     unsigned curve_id;
     size_t point_len;
 
-    if (d == NULL || n < LURK_TLS12_RANDOMS + 4) {
-        lurk_why(why, whylen, "too short for two randoms and ECParameters");
-        return 0;
-    }
     params = d + LURK_TLS12_RANDOMS;
     if (params[0] != LURK_TLS12_NAMED_CURVE) {
         lurk_why(why, whylen, "ECCurveType %u is not named_curve(3)", params[0]);
@@ -283,6 +285,258 @@ int lurk_srv_is_tls12_ske(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx
     return 1;
 }
 
+/* ---- TLS 1.2 ServerKeyExchange, DHE (RFC 5246 7.4.3) -------------------- */
+
+/* The groups a DHE ServerKeyExchange may use: the RFC 7919 ffdhe groups and
+ * the RFC 3526 MODP groups of 2048 bits and more, by OpenSSL's names.  Any
+ * other group is refused: with p and g free, the signing input would be
+ * almost any bytes the requester likes (dh_p alone up to 64 KiB of them),
+ * the oracle tls-server exists to deny; and a short or made-up prime puts
+ * the handshake itself at risk (Logjam, small subgroups).  With p and g
+ * fixed, only the randoms and Ys < p are left to choose. */
+static const char *const lurk_dh_group_names[] = {
+    "ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", "ffdhe8192",
+    "modp_2048", "modp_3072", "modp_4096", "modp_6144", "modp_8192",
+};
+#define LURK_DH_GROUPS (sizeof(lurk_dh_group_names) / sizeof(lurk_dh_group_names[0]))
+#define LURK_DH_STD_HINT "RFC 7919 ffdhe2048..8192, RFC 3526 MODP 2048..8192"
+
+/* p and g of each group, big-endian without leading zeros, taken once from
+ * OpenSSL (the first library context that asks) and read-only afterwards. */
+typedef struct {
+    unsigned char *p;
+    size_t p_len;
+    unsigned char *g;
+    size_t g_len;
+} lurk_dh_group;
+
+static lurk_dh_group lurk_dh_groups[LURK_DH_GROUPS];
+static int lurk_dh_groups_ready;
+static pthread_mutex_t lurk_dh_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned char *lurk_pol_bn_bytes(const BIGNUM *bn, size_t *len)
+{
+    int n = BN_num_bytes(bn);
+    unsigned char *out = NULL;
+
+    if (n <= 0) {
+        return NULL;
+    }
+    out = OPENSSL_malloc((size_t)n);
+    if (out == NULL || BN_bn2bin(bn, out) != n) {
+        OPENSSL_free(out);
+        return NULL;
+    }
+    *len = (size_t)n;
+    return out;
+}
+
+static int lurk_pol_dh_group_load(OSSL_LIB_CTX *libctx, const char *name, lurk_dh_group *grp)
+{
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *pkey = NULL;
+    BIGNUM *p = NULL;
+    BIGNUM *g = NULL;
+    OSSL_PARAM params[2];
+    int ok = 0;
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)name, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    ctx = EVP_PKEY_CTX_new_from_name(libctx, "DH", NULL);
+    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0
+        || EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEY_PARAMETERS, params) <= 0
+        || !EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_FFC_P, &p)
+        || !EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_FFC_G, &g)) {
+        goto end;
+    }
+    grp->p = lurk_pol_bn_bytes(p, &grp->p_len);
+    grp->g = lurk_pol_bn_bytes(g, &grp->g_len);
+    ok = grp->p != NULL && grp->g != NULL;
+end:
+    ERR_clear_error();
+    BN_free(p);
+    BN_free(g);
+    EVP_PKEY_free(pkey);
+    EVP_PKEY_CTX_free(ctx);
+    return ok;
+}
+
+/* The table, or NULL when OpenSSL could not give every group (not cached:
+ * the next DHE input tries again). */
+static const lurk_dh_group *lurk_pol_dh_groups(OSSL_LIB_CTX *libctx)
+{
+    const lurk_dh_group *groups = NULL;
+
+    pthread_mutex_lock(&lurk_dh_lock);
+    if (!lurk_dh_groups_ready) {
+        size_t i = 0;
+
+        while (i < LURK_DH_GROUPS
+               && lurk_pol_dh_group_load(libctx, lurk_dh_group_names[i], &lurk_dh_groups[i])) {
+            i++;
+        }
+        if (i == LURK_DH_GROUPS) {
+            lurk_dh_groups_ready = 1;
+        } else {
+            for (i = 0; i < LURK_DH_GROUPS; i++) {
+                OPENSSL_free(lurk_dh_groups[i].p);
+                OPENSSL_free(lurk_dh_groups[i].g);
+                memset(&lurk_dh_groups[i], 0, sizeof(lurk_dh_groups[i]));
+            }
+        }
+    }
+    if (lurk_dh_groups_ready) {
+        groups = lurk_dh_groups;
+    }
+    pthread_mutex_unlock(&lurk_dh_lock);
+    return groups;
+}
+
+/* A TLS opaque<1..2^16-1> vector at *off: its body (leading zero bytes
+ * skipped, so the number's significant bytes) and full encoded length. */
+typedef struct {
+    const unsigned char *num;
+    size_t num_len;
+    size_t enc_len;
+} lurk_dh_vec;
+
+static int lurk_pol_dh_vec(const unsigned char *d, size_t n, size_t *off, const char *what,
+                           lurk_dh_vec *v, char *why, size_t whylen)
+{
+    size_t len;
+
+    if (n - *off < 2) {
+        lurk_why(why, whylen, "ServerDHParams ends before the length of %s", what);
+        return 0;
+    }
+    len = ((size_t)d[*off] << 8) | d[*off + 1];
+    *off += 2;
+    if (len == 0) {
+        lurk_why(why, whylen, "ServerDHParams has an empty %s", what);
+        return 0;
+    }
+    if (len > n - *off) {
+        lurk_why(why, whylen, "ServerDHParams %s of %zu bytes but %zu bytes follow", what, len,
+                 n - *off);
+        return 0;
+    }
+    v->num = d + *off;
+    v->enc_len = len;
+    v->num_len = len;
+    while (v->num_len > 0 && v->num[0] == 0x00) {
+        v->num++;
+        v->num_len--;
+    }
+    *off += len;
+    return 1;
+}
+
+/* Big-endian compare of two numbers without leading zeros. */
+static int lurk_pol_num_cmp(const unsigned char *a, size_t alen, const unsigned char *b,
+                            size_t blen)
+{
+    if (alen != blen) {
+        return alen < blen ? -1 : 1;
+    }
+    return alen == 0 ? 0 : memcmp(a, b, alen);
+}
+
+/* ServerDHParams { dh_p, dh_g, dh_Ys } exactly, on a standard group, with
+ * 1 < Ys < p - 1 (the check RFC 7919 5.1 makes each peer do).  Numbers are
+ * compared by value: Ys may be left-padded with zeros up to the length of
+ * dh_p (libssl pads it so, for old Microsoft peers), p and g likewise. */
+static int lurk_pol_ske_dhe(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx, char *why,
+                            size_t whylen)
+{
+    const lurk_dh_group *groups;
+    const lurk_dh_group *grp = NULL;
+    const char *name = NULL;
+    lurk_dh_vec p;
+    lurk_dh_vec g;
+    lurk_dh_vec ys;
+    size_t off = LURK_TLS12_RANDOMS;
+    size_t bits;
+    unsigned last;
+
+    if (!lurk_pol_dh_vec(d, n, &off, "dh_p", &p, why, whylen)
+        || !lurk_pol_dh_vec(d, n, &off, "dh_g", &g, why, whylen)
+        || !lurk_pol_dh_vec(d, n, &off, "dh_Ys", &ys, why, whylen)) {
+        return 0;
+    }
+    if (off != n) {
+        lurk_why(why, whylen, "%zu bytes after ServerDHParams", n - off);
+        return 0;
+    }
+    bits = p.num_len * 8;
+    for (unsigned char top = p.num_len > 0 ? p.num[0] : 0; top != 0 && top < 0x80; top <<= 1) {
+        bits--;
+    }
+    groups = lurk_pol_dh_groups(libctx);
+    if (groups == NULL) {
+        lurk_why(why, whylen, "the standard DHE groups are unavailable in this OpenSSL");
+        return 0;
+    }
+    for (size_t i = 0; i < LURK_DH_GROUPS; i++) {
+        if (lurk_pol_num_cmp(p.num, p.num_len, groups[i].p, groups[i].p_len) == 0) {
+            grp = &groups[i];
+            name = lurk_dh_group_names[i];
+            break;
+        }
+    }
+    if (grp == NULL) {
+        lurk_why(why, whylen,
+                 "DHE group of %zu bits is not a standard group (" LURK_DH_STD_HINT ")", bits);
+        return 0;
+    }
+    if (lurk_pol_num_cmp(g.num, g.num_len, grp->g, grp->g_len) != 0) {
+        lurk_why(why, whylen, "DHE group %s: dh_g is not the group's generator (2)", name);
+        return 0;
+    }
+    if (ys.enc_len > p.enc_len) {
+        lurk_why(why, whylen, "DHE %s dh_Ys of %zu bytes is longer than dh_p", name, ys.enc_len);
+        return 0;
+    }
+    /* p is odd, so p - 1 is p with its last byte one less: Ys <= p - 2 is
+     * Ys < p - 1, a compare of the leading bytes then the last one. */
+    if (ys.num_len < 1 || (ys.num_len == 1 && ys.num[0] < 2)) {
+        lurk_why(why, whylen, "DHE %s dh_Ys out of range (below 2)", name);
+        return 0;
+    }
+    if (ys.num_len == grp->p_len) {
+        int cmp = memcmp(ys.num, grp->p, grp->p_len - 1);
+
+        last = grp->p[grp->p_len - 1];
+        if (cmp > 0 || (cmp == 0 && (unsigned)ys.num[grp->p_len - 1] + 1 >= last)) {
+            lurk_why(why, whylen, "DHE %s dh_Ys out of range (above p - 2)", name);
+            return 0;
+        }
+    } else if (ys.num_len > grp->p_len) {
+        lurk_why(why, whylen, "DHE %s dh_Ys out of range (above p - 2)", name);
+        return 0;
+    }
+    return 1;
+}
+
+/* ServerECDHParams begin with ECCurveType (1, 2 or 3) and are at most 323
+ * bytes with the randoms; ServerDHParams begin with the 2-byte length of p,
+ * so a p of 256 bytes or more (first byte 1 to 4) makes them 328 bytes or
+ * more.  The two forms cannot be mistaken for each other. */
+int lurk_srv_is_tls12_ske(const unsigned char *d, size_t n, OSSL_LIB_CTX *libctx, char *why,
+                          size_t whylen)
+{
+    unsigned first;
+
+    if (d == NULL || n < LURK_TLS12_RANDOMS + 4) {
+        lurk_why(why, whylen, "too short for two randoms and ServerECDHParams/ServerDHParams");
+        return 0;
+    }
+    first = d[LURK_TLS12_RANDOMS];
+    if (first >= 1 && first <= LURK_TLS12_NAMED_CURVE && n <= LURK_TLS12_ECDHE_MAX) {
+        return lurk_pol_ske_ecdhe(d, n, libctx, why, whylen);
+    }
+    return lurk_pol_ske_dhe(d, n, libctx, why, whylen);
+}
+
 /* ---- Sign -------------------------------------------------------------- */
 
 static int lurk_pol_alg_fits(lurk_key_type t, lurk_sig_alg a)
@@ -308,7 +562,7 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
     int has_data = req->data.data != NULL;
     int has_digest = req->digest.data != NULL;
     size_t hlen = lurk_md_size(req->md);
-    char ske_why[128] = "";
+    char ske_why[160] = "";
 
     if (pol != LURK_POLICY_TLS_SERVER && pol != LURK_POLICY_SIGN) {
         lurk_why(why, whylen, "policy %s does not allow Sign", lurk_policy_name(pol));

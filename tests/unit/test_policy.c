@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -80,6 +81,94 @@ static size_t make_ske(unsigned char *out, unsigned curve_type, unsigned curve,
     memcpy(out + n, pt, ptlen);
     return n + ptlen;
 }
+
+/* ---- DHE (RFC 5246 7.4.3) inputs ---------------------------------------- */
+
+/* A group's p and g and a fresh key's Ys (as libssl sends them: p and g
+ * without leading zeros, Ys left-padded to the length of p). */
+typedef struct {
+    unsigned char p[1024];
+    size_t p_len;
+    unsigned char g[4];
+    size_t g_len;
+    unsigned char ys[1024];
+    size_t ys_len;
+} dh_share;
+
+static int dh_share_new(const char *group, dh_share *s)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(libctx, "DH", NULL);
+    EVP_PKEY *k = NULL;
+    BIGNUM *p = NULL;
+    BIGNUM *g = NULL;
+    BIGNUM *y = NULL;
+    OSSL_PARAM params[2];
+    int ok = 0;
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)group, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (ctx == NULL || EVP_PKEY_keygen_init(ctx) <= 0 || !EVP_PKEY_CTX_set_params(ctx, params)
+        || EVP_PKEY_keygen(ctx, &k) <= 0 || !EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_FFC_P, &p)
+        || !EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_FFC_G, &g)
+        || !EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_PUB_KEY, &y)) {
+        goto end;
+    }
+    s->p_len = (size_t)BN_bn2bin(p, s->p);
+    s->g_len = (size_t)BN_bn2bin(g, s->g);
+    s->ys_len = s->p_len;
+    ok = BN_bn2binpad(y, s->ys, (int)s->ys_len) == (int)s->ys_len;
+end:
+    BN_free(p);
+    BN_free(g);
+    BN_free(y);
+    EVP_PKEY_free(k);
+    EVP_PKEY_CTX_free(ctx);
+    return ok;
+}
+
+static size_t put_vec(unsigned char *out, const unsigned char *v, size_t len)
+{
+    out[0] = (unsigned char)(len >> 8);
+    out[1] = (unsigned char)len;
+    memcpy(out + 2, v, len);
+    return 2 + len;
+}
+
+/* DHE ServerKeyExchange signing input: randoms || dh_p || dh_g || dh_Ys */
+static size_t make_dhe(unsigned char *out, const unsigned char *p, size_t p_len,
+                       const unsigned char *g, size_t g_len, const unsigned char *ys,
+                       size_t ys_len)
+{
+    size_t n = 0;
+
+    for (; n < 64; n++) {
+        out[n] = (unsigned char)(n * 5 + 3);
+    }
+    n += put_vec(out + n, p, p_len);
+    n += put_vec(out + n, g, g_len);
+    n += put_vec(out + n, ys, ys_len);
+    return n;
+}
+
+/* a = b + delta (delta -2..+1), same length, big-endian; b odd and large. */
+static void be_add(unsigned char *a, const unsigned char *b, size_t len, int delta)
+{
+    int carry = delta;
+
+    memcpy(a, b, len);
+    for (size_t i = len; i-- > 0 && carry != 0;) {
+        int v = a[i] + carry;
+
+        a[i] = (unsigned char)(v & 0xff);
+        carry = v < 0 ? -1 : v >> 8;
+    }
+}
+
+static const char *const dh_groups[] = {
+    "ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", "ffdhe8192",
+    "modp_2048", "modp_3072", "modp_4096", "modp_6144", "modp_8192",
+};
+#define N_DH_GROUPS (sizeof(dh_groups) / sizeof(dh_groups[0]))
 
 /* ---- RFC 7748 low-order points ------------------------------------------ */
 
@@ -299,6 +388,169 @@ START_TEST(test_tls12_ske)
 }
 END_TEST
 
+START_TEST(test_tls12_ske_dhe)
+{
+    static unsigned char buf[64 + 6 + 3 * 1024 + 8];
+    static unsigned char v[1024 + 2];
+    static dh_share sh;
+    const char *group = dh_groups[_i];
+    char why[160];
+    size_t n;
+    size_t pl;
+    size_t yl;
+
+    ck_assert_msg(dh_share_new(group, &sh), "no %s key from OpenSSL", group);
+    pl = sh.p_len;
+
+    /* as libssl sends it: Ys padded to the length of p */
+    n = make_dhe(buf, sh.p, pl, sh.g, sh.g_len, sh.ys, sh.ys_len);
+    why[0] = '\0';
+    ck_assert_msg(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), "%s refused: %s",
+                  group, why);
+
+    /* and without the padding (Ys as its significant bytes) */
+    yl = sh.ys_len;
+    while (yl > 1 && sh.ys[sh.ys_len - yl] == 0) {
+        yl--;
+    }
+    n = make_dhe(buf, sh.p, pl, sh.g, sh.g_len, sh.ys + sh.ys_len - yl, yl);
+    ck_assert_msg(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), "%s unpadded: %s",
+                  group, why);
+
+    /* the edges of 2 <= Ys <= p - 2 */
+    v[0] = 2;
+    n = make_dhe(buf, sh.p, pl, sh.g, sh.g_len, v, 1);
+    ck_assert_msg(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), "%s Ys=2: %s",
+                  group, why);
+    be_add(v, sh.p, pl, -2);
+    n = make_dhe(buf, sh.p, pl, sh.g, sh.g_len, v, pl);
+    ck_assert_msg(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), "%s Ys=p-2: %s",
+                  group, why);
+
+    /* Ys = 0, 1 (one byte and padded to p), p - 1, p, p + 1 */
+    for (int y = 0; y <= 1; y++) {
+        memset(v, 0, pl);
+        v[pl - 1] = (unsigned char)y;
+        n = make_dhe(buf, sh.p, pl, sh.g, sh.g_len, v + pl - 1, 1);
+        ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+        ck_assert_msg(strstr(why, "out of range") != NULL && strstr(why, group) != NULL,
+                      "%s Ys=%d: %s", group, y, why);
+        n = make_dhe(buf, sh.p, pl, sh.g, sh.g_len, v, pl);
+        ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+        ck_assert_ptr_nonnull(strstr(why, "out of range"));
+    }
+    for (int d = -1; d <= 1; d++) {
+        be_add(v, sh.p, pl, d);
+        n = make_dhe(buf, sh.p, pl, sh.g, sh.g_len, v, pl);
+        ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+        ck_assert_msg(strstr(why, "out of range") != NULL, "%s Ys=p%+d: %s", group, d, why);
+    }
+    /* Ys padded beyond the length of p; an empty Ys */
+    v[0] = 0;
+    memcpy(v + 1, sh.ys, sh.ys_len);
+    n = make_dhe(buf, sh.p, pl, sh.g, sh.g_len, v, sh.ys_len + 1);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+    n = make_dhe(buf, sh.p, pl, sh.g, sh.g_len, v, 0);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+
+    /* g other than the group's 2: 5, 0, 1, 3, then p - 1 */
+    static const unsigned char gs[][1] = { { 5 }, { 0 }, { 1 }, { 3 } };
+    for (size_t i = 0; i < sizeof(gs) / sizeof(gs[0]); i++) {
+        n = make_dhe(buf, sh.p, pl, gs[i], 1, sh.ys, sh.ys_len);
+        ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+        ck_assert_msg(strstr(why, group) != NULL && strstr(why, "dh_g") != NULL, "%s g=%u: %s",
+                      group, gs[i][0], why);
+    }
+    be_add(v, sh.p, pl, -1);
+    n = make_dhe(buf, sh.p, pl, v, pl, sh.ys, sh.ys_len);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+
+    /* p one off: not the group any more */
+    be_add(v, sh.p, pl, -2);
+    n = make_dhe(buf, v, pl, sh.g, sh.g_len, sh.ys, sh.ys_len);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+    ck_assert_msg(strstr(why, "not a standard group") != NULL, "%s p-2: %s", group, why);
+
+    /* trailing bytes */
+    n = make_dhe(buf, sh.p, pl, sh.g, sh.g_len, sh.ys, sh.ys_len);
+    buf[n] = 0;
+    buf[n + 1] = 0;
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n + 1, libctx, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "after ServerDHParams"));
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n + 2, libctx, why, sizeof(why)), 0);
+
+    /* every proper prefix (truncated anywhere) */
+    for (size_t cut = 0; cut < n; cut++) {
+        ck_assert_msg(!lurk_srv_is_tls12_ske(buf, cut, libctx, why, sizeof(why)),
+                      "%s cut at %zu accepted", group, cut);
+    }
+    /* each length field one too long / one too short */
+    static const size_t len_at[] = { 0, 1, 2 };
+    for (size_t i = 0; i < 3; i++) {
+        size_t at = 64;
+
+        n = make_dhe(buf, sh.p, pl, sh.g, sh.g_len, sh.ys, sh.ys_len);
+        for (size_t j = 0; j < len_at[i]; j++) {
+            at += 2 + (((size_t)buf[at] << 8) | buf[at + 1]);
+        }
+        for (int d = -1; d <= 1; d += 2) {
+            unsigned len;
+
+            n = make_dhe(buf, sh.p, pl, sh.g, sh.g_len, sh.ys, sh.ys_len);
+            len = (((unsigned)buf[at] << 8) | buf[at + 1]) + (unsigned)d;
+            buf[at] = (unsigned char)(len >> 8);
+            buf[at + 1] = (unsigned char)len;
+            ck_assert_msg(!lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)),
+                          "%s length %zu %+d accepted", group, i, d);
+        }
+    }
+}
+END_TEST
+
+/* Groups that are not the standard ones, by size in the reason. */
+START_TEST(test_tls12_ske_dhe_nonstandard)
+{
+    static unsigned char buf[64 + 6 + 3 * 1024];
+    static unsigned char p[1024];
+    static dh_share sh;
+    unsigned char two = 2;
+    BIGNUM *bn = BN_new();
+    BN_CTX *bnctx = BN_CTX_new_ex(libctx);
+    char why[160];
+    size_t n;
+
+    /* a real 2048-bit prime that is no standard group's */
+    ck_assert_int_eq(BN_generate_prime_ex2(bn, 2048, 0, NULL, NULL, NULL, bnctx), 1);
+    ck_assert_int_eq(BN_bn2bin(bn, p), 256);
+    n = make_dhe(buf, p, 256, &two, 1, p + 128, 128);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+    ck_assert_str_eq(why, "DHE group of 2048 bits is not a standard group (RFC 7919 "
+                          "ffdhe2048..8192, RFC 3526 MODP 2048..8192)");
+
+    /* a 1024-bit prime, as `openssl dhparam 1024` would give */
+    ck_assert_int_eq(BN_generate_prime_ex2(bn, 1024, 0, NULL, NULL, NULL, bnctx), 1);
+    ck_assert_int_eq(BN_bn2bin(bn, p), 128);
+    n = make_dhe(buf, p, 128, &two, 1, p + 64, 64);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "DHE group of 1024 bits is not a standard group"));
+
+    /* the standard but small RFC 3526 MODP 1536 group */
+    ck_assert(dh_share_new("modp_1536", &sh));
+    n = make_dhe(buf, sh.p, sh.p_len, sh.g, sh.g_len, sh.ys, sh.ys_len);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "DHE group of 1536 bits is not a standard group"));
+
+    /* a standard p with a leading zero byte is still that p */
+    ck_assert(dh_share_new("ffdhe2048", &sh));
+    p[0] = 0;
+    memcpy(p + 1, sh.p, sh.p_len);
+    n = make_dhe(buf, p, sh.p_len + 1, sh.g, sh.g_len, sh.ys, sh.ys_len);
+    ck_assert_int_eq(lurk_srv_is_tls12_ske(buf, n, libctx, why, sizeof(why)), 1);
+    BN_CTX_free(bnctx);
+    BN_free(bn);
+}
+END_TEST
+
 START_TEST(test_tls12_ske_ecx)
 {
     unsigned char u[56];
@@ -372,6 +624,8 @@ typedef enum {
     IN_CV32,     /* TLS 1.3 CV, SHA-256 transcript */
     IN_CV48,     /* TLS 1.3 CV, SHA-384 transcript */
     IN_SKE,      /* TLS 1.2 SKE, P-256 */
+    IN_DHE,      /* TLS 1.2 SKE, DHE on ffdhe2048 */
+    IN_DHE1024,  /* TLS 1.2 SKE, DHE on a 1024-bit group */
     IN_ANY,      /* an arbitrary message */
     IN_DIGEST,   /* a digest of the right size */
     IN_CIPHER,   /* ciphertext of the modulus size */
@@ -413,6 +667,10 @@ static const decision decisions[] = {
     { "rsa-tls", OP_SIGN, PSS, S256, 32, IN_SKE, OK },
     { "rsa-tls", OP_SIGN, PKCS1, S256, -1, IN_SKE, OK },
     { "rsa-tls", OP_SIGN, PKCS1, S512, -1, IN_SKE, OK },
+    { "rsa-tls", OP_SIGN, PKCS1, S256, -1, IN_DHE, OK },
+    { "rsa-tls", OP_SIGN, PSS, S256, 32, IN_DHE, OK },
+    { "rsa-tls", OP_SIGN, PKCS1, S256, -1, IN_DHE1024, E403 },
+    { "rsa-tls", OP_SIGN, PSS, S384, 48, IN_DHE1024, E403 },
     { "rsa-tls", OP_SIGN, PKCS1, S256, -1, IN_CV32, E403 }, /* TLS 1.3 is PSS only */
     { "rsa-tls", OP_SIGN, PSS, S256, 20, IN_CV32, E403 },
     { "rsa-tls", OP_SIGN, PSS, S256, 0, IN_CV32, E403 },
@@ -451,6 +709,7 @@ static const decision decisions[] = {
     { "rsa-sign", OP_SIGN, PSS, S512, 256 - 64 - 1, IN_ANY, E406 },
     { "rsa-sign", OP_SIGN, PKCS1, S384, -1, IN_DIGEST, OK },
     { "rsa-sign", OP_SIGN, PKCS1, S512, -1, IN_CV32, OK },
+    { "rsa-sign", OP_SIGN, PKCS1, S256, -1, IN_DHE1024, OK },
     { "rsa-sign", OP_SIGN, ECDSA, S256, -1, IN_ANY, E406 },
     { "rsa-sign", OP_DECRYPT, PMS, NOMD, -1, IN_CIPHER, E403 },
     { "rsa-sign", OP_DECRYPT, OAEP, S256, -1, IN_CIPHER, E403 },
@@ -474,10 +733,13 @@ static const decision decisions[] = {
 
 static unsigned char in_cv32[160], in_cv48[160], in_ske[200], in_any[100], in_digest[64];
 static unsigned char in_cipher[256], in_p256[200], in_p384[200], in_junk[40];
+static unsigned char in_dhe[64 + 6 + 3 * 256], in_dhe1024[64 + 6 + 3 * 128];
 static size_t in_cv32_len, in_cv48_len, in_ske_len, in_p256_len, in_p384_len;
+static size_t in_dhe_len, in_dhe1024_len;
 
 static void build_inputs(void)
 {
+    static dh_share dh;
     unsigned char pt[100];
     size_t ptlen;
 
@@ -485,6 +747,11 @@ static void build_inputs(void)
     in_cv48_len = make_cv(in_cv48, SERVER_CV, 48);
     ptlen = ec_point("P-256", pt, sizeof(pt));
     in_ske_len = make_ske(in_ske, 3, 0x0017, pt, ptlen);
+    if (dh_share_new("ffdhe2048", &dh)) {
+        in_dhe_len = make_dhe(in_dhe, dh.p, dh.p_len, dh.g, dh.g_len, dh.ys, dh.ys_len);
+        /* the top half of that prime: a 1024-bit p no standard group has */
+        in_dhe1024_len = make_dhe(in_dhe1024, dh.p, 128, dh.g, dh.g_len, dh.ys + 128, 128);
+    }
     memset(in_any, 'm', sizeof(in_any));
     memset(in_digest, 0x5a, sizeof(in_digest));
     memset(in_cipher, 0x11, sizeof(in_cipher));
@@ -518,6 +785,12 @@ START_TEST(test_decision_table)
         break;
     case IN_SKE:
         set_buf(&req.data, in_ske, in_ske_len);
+        break;
+    case IN_DHE:
+        set_buf(&req.data, in_dhe, in_dhe_len);
+        break;
+    case IN_DHE1024:
+        set_buf(&req.data, in_dhe1024, in_dhe1024_len);
         break;
     case IN_ANY:
         set_buf(&req.data, in_any, sizeof(in_any));
@@ -602,6 +875,14 @@ START_TEST(test_refusal_sentences)
     ck_assert_ptr_nonnull(strstr(why, "not a TLS 1.3 server CertificateVerify or TLS 1.2 "
                                       "ServerKeyExchange input"));
 
+    /* a DHE group nginx's `ssl_dhparam` could hold: the reason names its size */
+    set_buf(&req.data, in_dhe1024, in_dhe1024_len);
+    ck_assert_int_eq(lurk_srv_policy_check_sign(k, &req, libctx, why, sizeof(why)), E403);
+    ck_assert_ptr_nonnull(strstr(why, "(as ServerKeyExchange: DHE group of 1024 bits is not a "
+                                      "standard group (RFC 7919 ffdhe2048..8192, RFC 3526 MODP "
+                                      "2048..8192))"));
+    ck_assert_uint_lt(strlen(why), LURK_DESCRIPTION_MAX);
+
     lurk_request_init(&req);
     req.type = LURK_TX_DECRYPT;
     req.dec_mode = LURK_DEC_OAEP;
@@ -635,6 +916,13 @@ static Suite *policy_suite(void)
     tcase_add_test(tc, test_tls13_cv);
     tcase_add_test(tc, test_tls12_ske);
     tcase_add_test(tc, test_tls12_ske_ecx);
+    tcase_add_test(tc, test_tls12_ske_dhe_nonstandard);
+    suite_add_tcase(s, tc);
+
+    /* One per group: the 8192-bit keys take a moment each. */
+    tc = tcase_create("dhe");
+    tcase_add_loop_test(tc, test_tls12_ske_dhe, 0, (int)N_DH_GROUPS);
+    tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("decisions");
