@@ -1138,7 +1138,7 @@ static void test_pipelined(LURK_CLIENT *c)
     int done[PIPE_N] = { 0 };
     int lastfd[PIPE_N];
     int verified = 0, left = PIPE_N, max_readers = 0, fds_differ = 0, errors = 0;
-    int sock = -1, abandoned = -1;
+    int sock = -1, abandoned = -1, polls = 0, waits = 0;
     const test_key *k = key("p256-sign");
     time_t give_up = time(NULL) + 20;
     lurk_detail d;
@@ -1181,6 +1181,8 @@ static void test_pipelined(LURK_CLIENT *c)
             }
             if (!lurk_client_op_step(op[i], &w)) {
                 lastfd[i] = w.fd;
+                waits++;
+                polls += w.fd >= 0;
                 if (w.fd >= 0) {
                     fds_differ |= sock >= 0 && w.fd != sock;
                     sock = w.fd;
@@ -1226,10 +1228,13 @@ static void test_pipelined(LURK_CLIENT *c)
           "%d signatures pipelined on one thread, one abandoned: %d verified, %d errors, "
           "%d unfinished", PIPE_N, verified, errors, left);
     /* Within one round the operation that polls may get its reply and hand
-     * polling to the next before the test steps it again: at most two. */
-    check(max_readers <= 2 && !fds_differ,
+     * polling to the next before the test steps it again (a chain of them
+     * when the machine is slow), so count over the whole run: most waits
+     * are for the wake callback, not on the socket. */
+    check(!fds_differ && polls * 4 < waits,
           "one connection, one operation polls it, the others wait to be woken "
-          "(%d per round at most, same fd: %s)", max_readers, fds_differ ? "no" : "yes");
+          "(%d of %d waits on the socket, same fd: %s; %d per round at most)", polls, waits,
+          fds_differ ? "no" : "yes", max_readers);
     {
         int woke = 0;
 
