@@ -101,7 +101,6 @@ struct lurk_client_op_st {
     int refs;                 /* atomic: the caller + the mux queue while sent */
     int state;                /* under the mux lock while sent */
     lurk_tx type;
-    int secret;               /* the reply carries a secret (decrypt, agree) */
     int premaster;            /* a TLS premaster: always 48 bytes */
     char request_id[LURK_REQUEST_ID_MAX + 1];
     char *json;
@@ -610,33 +609,13 @@ static void lurk_op_unref(LURK_CLIENT_OP *op)
     free(op);
 }
 
-/* Operations to wake once the mux lock is released; each holds a reference. */
-typedef struct {
-    LURK_CLIENT_OP *ops[64];
-    size_t n;
-    int overflow;
-} lurk_wakes;
-
-static void lurk_wakes_add(lurk_wakes *w, LURK_CLIENT_OP *op)
+/* Wakes op's caller (under the mux lock, so a caller letting op go, which
+ * clears op->wake under that lock, is never woken after it is gone). */
+static void lurk_op_wake(LURK_CLIENT_OP *op)
 {
-    if (op->wake == NULL || op->detached) {
-        return;
+    if (op->wake != NULL && !op->detached) {
+        op->wake(op->wake_arg);
     }
-    if (w->n == sizeof(w->ops) / sizeof(w->ops[0])) {
-        w->overflow = 1; /* a wake costs little: the rest re-check at their next step */
-        return;
-    }
-    __atomic_add_fetch(&op->refs, 1, __ATOMIC_ACQ_REL);
-    w->ops[w->n++] = op;
-}
-
-static void lurk_wakes_run(lurk_wakes *w)
-{
-    for (size_t i = 0; i < w->n; i++) {
-        w->ops[i]->wake(w->ops[i]->wake_arg);
-        lurk_op_unref(w->ops[i]);
-    }
-    w->n = 0;
 }
 
 /* Takes op out of the queue head (under the mux lock); the queue's
@@ -655,7 +634,7 @@ static void lurk_mux_pop(lurk_mux *m)
 
 /* Under the mux lock: when the reader is gone, the first operation still
  * waiting takes its place and is woken to learn it. */
-static void lurk_mux_elect(lurk_mux *m, lurk_wakes *w)
+static void lurk_mux_elect(lurk_mux *m)
 {
     if (m->reader != NULL && m->reader->state == LURK_OP_SENT && !m->reader->detached
         && m->reader->mux == m) {
@@ -665,35 +644,29 @@ static void lurk_mux_elect(lurk_mux *m, lurk_wakes *w)
     for (LURK_CLIENT_OP *op = m->head; op != NULL; op = op->next) {
         if (!op->detached && !op->blocking && op->wake != NULL) {
             m->reader = op;
-            lurk_wakes_add(w, op);
+            lurk_op_wake(op);
             return;
         }
     }
 }
 
 /* Ends one queued operation (the head) with a reply or a failure. */
-static void lurk_mux_finish_head(lurk_mux *m, lurk_wakes *w)
+static void lurk_mux_finish_head(lurk_mux *m)
 {
     LURK_CLIENT_OP *op = m->head;
 
     lurk_mux_pop(m);
     op->mux = NULL;
     lurk_mux_put(m);
-    if (!op->detached) {
-        lurk_wakes_add(w, op);
-    }
+    lurk_op_wake(op);
     lurk_op_unref(op); /* the queue's */
 }
 
-typedef struct {
-    lurk_mux *m;
-    lurk_wakes *w;
-} lurk_mux_rx;
 
 static void lurk_mux_on_reply(void *arg, const lurk_transport_reply *reply)
 {
-    lurk_mux_rx *rx = arg;
-    LURK_CLIENT_OP *op = rx->m->head;
+    lurk_mux *m = arg;
+    LURK_CLIENT_OP *op = m->head;
 
     if (!op->detached) {
         op->body = malloc(reply->body_len + 1);
@@ -708,13 +681,13 @@ static void lurk_mux_on_reply(void *arg, const lurk_transport_reply *reply)
             op->state = LURK_OP_REPLIED;
         }
     }
-    lurk_mux_finish_head(rx->m, rx->w);
+    lurk_mux_finish_head(m);
 }
 
 /* The connection failed: every queued operation fails with it.  The head
  * may have seen part of its reply; the others saw nothing. */
 static void lurk_mux_fail_all(lurk_mux *m, lurk_err err, const char *why, int lost,
-                              int partial, lurk_wakes *w)
+                              int partial)
 {
     lurk_conn_close(m->conn);
     while (m->head != NULL) {
@@ -726,14 +699,13 @@ static void lurk_mux_fail_all(lurk_mux *m, lurk_err err, const char *why, int lo
         op->partial = partial;
         lurk_detail_set(&op->d, "%s", why);
         partial = 0;
-        lurk_mux_finish_head(m, w);
+        lurk_mux_finish_head(m);
     }
 }
 
 /* Reads whatever replies have arrived (under the mux lock). */
-static void lurk_mux_read(lurk_mux *m, lurk_wakes *w)
+static void lurk_mux_read(lurk_mux *m)
 {
-    lurk_mux_rx rx = { m, w };
     char why[sizeof(((lurk_detail *)0)->msg)];
     int lost = 0, partial;
     lurk_err err;
@@ -742,16 +714,15 @@ static void lurk_mux_read(lurk_mux *m, lurk_wakes *w)
         return;
     }
     why[0] = '\0';
-    err = lurk_conn_recv(m->conn, m->n_sent, lurk_mux_on_reply, &rx, &lost, why, sizeof(why));
+    err = lurk_conn_recv(m->conn, m->n_sent, lurk_mux_on_reply, m, &lost, why, sizeof(why));
     if (err != LURK_OK) {
         partial = lurk_conn_partial(m->conn);
-        lurk_mux_fail_all(m, err, why, lost, partial, w);
+        lurk_mux_fail_all(m, err, why, lost, partial);
     } else if (m->n_sent > 0 && lurk_conn_fd(m->conn) < 0) {
         /* closed after a reply that said so, with requests behind it */
-        lurk_mux_fail_all(m, LURK_ERR_UNREACHABLE, "the server closed the connection", 1, 0,
-                          w);
+        lurk_mux_fail_all(m, LURK_ERR_UNREACHABLE, "the server closed the connection", 1, 0);
     }
-    lurk_mux_elect(m, w);
+    lurk_mux_elect(m);
 }
 
 /* Sends op's request on this thread's connection to op->server. */
@@ -759,7 +730,6 @@ static lurk_err lurk_op_send(LURK_CLIENT_OP *op)
 {
     LURK_CLIENT *c = op->c;
     lurk_mux *m = NULL;
-    lurk_wakes w = { .n = 0 };
     char why[sizeof(op->d.msg)];
     lurk_err err;
     int reused = 0;
@@ -776,11 +746,10 @@ static lurk_err lurk_op_send(LURK_CLIENT_OP *op)
     if (err != LURK_OK) {
         lurk_detail_set(&op->d, "%s", why);
         /* the connection is gone: so are the requests queued on it */
-        lurk_mux_fail_all(m, err, why, 1, 0, &w);
-        lurk_mux_elect(m, &w);
+        lurk_mux_fail_all(m, err, why, 1, 0);
+        lurk_mux_elect(m);
         pthread_mutex_unlock(&m->lock);
         lurk_mux_put(m);
-        lurk_wakes_run(&w);
         return err;
     }
     op->state = LURK_OP_SENT;
@@ -800,13 +769,13 @@ static lurk_err lurk_op_send(LURK_CLIENT_OP *op)
 
 /* The caller gives up on a sent operation: its reply will be read and
  * dropped.  Under the mux lock. */
-static void lurk_op_detach(LURK_CLIENT_OP *op, lurk_wakes *w)
+static void lurk_op_detach(LURK_CLIENT_OP *op)
 {
     lurk_mux *m = op->mux;
 
     op->detached = 1;
     if (m != NULL) {
-        lurk_mux_elect(m, w);
+        lurk_mux_elect(m);
     }
 }
 
@@ -895,7 +864,7 @@ static void lurk_op_replied(LURK_CLIENT_OP *op)
  * its queue (op itself, or one given up on) has waited a whole timeout, the
  * server has answered nothing for that long: the connection goes, and the
  * requests behind it move on too. */
-static void lurk_op_expired(LURK_CLIENT_OP *op, lurk_wakes *w)
+static void lurk_op_expired(LURK_CLIENT_OP *op)
 {
     lurk_mux *m = op->mux;
     const char *name = op->c->servers[op->server].srv.name;
@@ -910,14 +879,14 @@ static void lurk_op_expired(LURK_CLIENT_OP *op, lurk_wakes *w)
         char why[sizeof(op->d.msg)];
 
         partial = m->head == op && lurk_conn_partial(m->conn);
-        lurk_op_detach(op, w);
+        lurk_op_detach(op);
         snprintf(why, sizeof(why), "%s: no reply to an earlier request within %ld ms", name,
                  op->c->timeout_ms);
-        lurk_mux_fail_all(m, LURK_ERR_UNREACHABLE, why, 0, 0, w);
+        lurk_mux_fail_all(m, LURK_ERR_UNREACHABLE, why, 0, 0);
     } else {
-        lurk_op_detach(op, w);
+        lurk_op_detach(op);
     }
-    lurk_mux_elect(m, w);
+    lurk_mux_elect(m);
     pthread_mutex_unlock(&m->lock);
     if (partial) {
         lurk_detail_set(&op->d, "%s: reply incomplete after %ld ms", name, op->c->timeout_ms);
@@ -932,7 +901,6 @@ static void lurk_op_expired(LURK_CLIENT_OP *op, lurk_wakes *w)
 int lurk_client_op_step(LURK_CLIENT_OP *op, lurk_client_wait *wait)
 {
     LURK_CLIENT *c = op->c;
-    lurk_wakes w = { .n = 0 };
 
     for (;;) {
         switch (op->state) {
@@ -983,7 +951,7 @@ int lurk_client_op_step(LURK_CLIENT_OP *op, lurk_client_wait *wait)
             int fd = -1;
 
             pthread_mutex_lock(&m->lock);
-            lurk_mux_read(m, &w);
+            lurk_mux_read(m);
             if (op->state == LURK_OP_SENT) {
                 if (m->reader == NULL && !op->blocking && op->wake != NULL) {
                     m->reader = op;
@@ -993,13 +961,11 @@ int lurk_client_op_step(LURK_CLIENT_OP *op, lurk_client_wait *wait)
                 }
             }
             pthread_mutex_unlock(&m->lock);
-            lurk_wakes_run(&w);
             if (op->state != LURK_OP_SENT) {
                 break;
             }
             if (lurk_transport_now_ms() >= op->deadline) {
-                lurk_op_expired(op, &w);
-                lurk_wakes_run(&w);
+                lurk_op_expired(op);
                 break;
             }
             wait->fd = fd;
@@ -1035,7 +1001,6 @@ void lurk_client_op_set_wake(LURK_CLIENT_OP *op, lurk_client_wake_fn *wake, void
 
 void lurk_client_op_free(LURK_CLIENT_OP *op)
 {
-    lurk_wakes w = { .n = 0 };
 
     if (op == NULL) {
         return;
@@ -1046,17 +1011,16 @@ void lurk_client_op_free(LURK_CLIENT_OP *op)
         pthread_mutex_lock(&m->lock);
         op->wake = NULL;
         if (op->state == LURK_OP_SENT) {
-            lurk_op_detach(op, &w);
+            lurk_op_detach(op);
         }
         pthread_mutex_unlock(&m->lock);
-        lurk_wakes_run(&w);
     }
     lurk_op_unref(op);
 }
 
 /* Encodes the request and makes the operation (no network yet). */
-static lurk_err lurk_op_new(LURK_CLIENT *c, lurk_request *req, int secret,
-                            LURK_CLIENT_OP **out, lurk_detail *d)
+static lurk_err lurk_op_new(LURK_CLIENT *c, lurk_request *req, LURK_CLIENT_OP **out,
+                            lurk_detail *d)
 {
     LURK_CLIENT_OP *op = NULL;
     lurk_err err;
@@ -1069,7 +1033,6 @@ static lurk_err lurk_op_new(LURK_CLIENT *c, lurk_request *req, int secret,
     op->c = c;
     op->refs = 1;
     op->type = req->type;
-    op->secret = secret;
     lurk_response_init(&op->resp);
     err = lurk_proto_new_request_id(req->request_id);
     if (err != LURK_OK) {
@@ -1121,13 +1084,13 @@ static lurk_err lurk_op_wait(LURK_CLIENT_OP *op, lurk_detail *d)
 /* One blocking transaction: the response lands in *resp (owned by the
  * caller afterwards). */
 static lurk_err lurk_client_call(LURK_CLIENT *c, lurk_request *req, lurk_response *resp,
-                                 int secret, lurk_detail *d)
+                                 lurk_detail *d)
 {
     LURK_CLIENT_OP *op = NULL;
     lurk_err err;
 
     lurk_detail_reset(d);
-    err = lurk_op_new(c, req, secret, &op, d);
+    err = lurk_op_new(c, req, &op, d);
     if (err != LURK_OK) {
         return err;
     }
@@ -1198,7 +1161,7 @@ lurk_err lurk_client_hello(LURK_CLIENT *c, lurk_hello_info *info, unsigned char 
         goto end;
     }
     req.type = LURK_TX_HELLO;
-    err = lurk_client_call(c, &req, &resp, 0, d);
+    err = lurk_client_call(c, &req, &resp, d);
     if (err != LURK_OK) {
         goto end;
     }
@@ -1240,7 +1203,7 @@ lurk_err lurk_client_ping(LURK_CLIENT *c, lurk_detail *d)
         goto end;
     }
     req.type = LURK_TX_PING;
-    err = lurk_client_call(c, &req, &resp, 0, d);
+    err = lurk_client_call(c, &req, &resp, d);
 
 end:
     lurk_response_clear(&resp);
@@ -1278,7 +1241,7 @@ lurk_err lurk_client_public_key(LURK_CLIENT *c, const char *key_id, lurk_key_typ
         goto end;
     }
     req.type = LURK_TX_PUBLIC_KEY;
-    err = lurk_client_call(c, &req, &resp, 0, d);
+    err = lurk_client_call(c, &req, &resp, d);
     if (err != LURK_OK) {
         goto end;
     }
@@ -1413,7 +1376,7 @@ lurk_err lurk_client_sign_start(LURK_CLIENT *c, const lurk_sign_params *p, LURK_
         err = lurk_sign_request(p, &req, d);
     }
     if (err == LURK_OK) {
-        err = lurk_op_new(c, &req, 0, op, d);
+        err = lurk_op_new(c, &req, op, d);
     }
     if (err == LURK_OK) {
         (*op)->verify = p->verify;
@@ -1432,7 +1395,7 @@ lurk_err lurk_client_decrypt_start(LURK_CLIENT *c, const lurk_decrypt_params *p,
         err = lurk_decrypt_request(p, &req, d);
     }
     if (err == LURK_OK) {
-        err = lurk_op_new(c, &req, 1, op, d);
+        err = lurk_op_new(c, &req, op, d);
     }
     if (err == LURK_OK) {
         (*op)->premaster = p->mode == LURK_DEC_TLS_PREMASTER;
@@ -1451,7 +1414,7 @@ lurk_err lurk_client_agree_start(LURK_CLIENT *c, const char *key_id,
         err = lurk_agree_request(key_id, peer_spki, peer_len, &req, d);
     }
     if (err == LURK_OK) {
-        err = lurk_op_new(c, &req, 1, op, d);
+        err = lurk_op_new(c, &req, op, d);
     }
     return err;
 }

@@ -150,8 +150,9 @@ typedef struct {
     long deadline_ms;     /* CLOCK_MONOTONIC milliseconds: step again by then */
 } lurk_client_wait;
 
-/* Called from whichever step reads the reply (or hands over polling): must
- * be cheap and must not call back into the client. */
+/* Called from whichever step reads the reply (or hands over polling), with
+ * the connection's lock held: must be cheap and must not call back into the
+ * client. */
 typedef void lurk_client_wake_fn(void *arg);
 
 lurk_err lurk_client_sign_start(LURK_CLIENT *c, const lurk_sign_params *p, LURK_CLIENT_OP **op,
