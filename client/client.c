@@ -1057,8 +1057,7 @@ end:
     return err;
 }
 
-/* The blocking call: the caller's thread polls the socket itself. */
-static lurk_err lurk_op_wait(LURK_CLIENT_OP *op, lurk_detail *d)
+void lurk_client_op_wait(LURK_CLIENT_OP *op)
 {
     lurk_client_wait w;
 
@@ -1075,10 +1074,6 @@ static lurk_err lurk_op_wait(LURK_CLIENT_OP *op, lurk_detail *d)
         pfd.revents = 0;
         (void)poll(&pfd, w.fd >= 0 ? 1 : 0, left > INT_MAX ? INT_MAX : (int)left);
     }
-    if (d != NULL) {
-        *d = op->d;
-    }
-    return op->err;
 }
 
 /* One blocking transaction: the response lands in *resp (owned by the
@@ -1094,7 +1089,11 @@ static lurk_err lurk_client_call(LURK_CLIENT *c, lurk_request *req, lurk_respons
     if (err != LURK_OK) {
         return err;
     }
-    err = lurk_op_wait(op, d);
+    lurk_client_op_wait(op);
+    err = op->err;
+    if (d != NULL) {
+        *d = op->d;
+    }
     *resp = op->resp;
     lurk_response_init(&op->resp);
     lurk_op_unref(op);
@@ -1457,7 +1456,7 @@ static lurk_err lurk_client_run(lurk_err err, LURK_CLIENT_OP **opp, unsigned cha
     LURK_CLIENT_OP *op = *opp;
 
     if (err == LURK_OK) {
-        (void)lurk_op_wait(op, NULL);
+        lurk_client_op_wait(op);
         err = lurk_client_op_finish(op, out, outlen, d);
     }
     lurk_client_op_free(op);

@@ -164,6 +164,9 @@ lurk_err lurk_client_agree_start(LURK_CLIENT *c, const char *key_id,
                                  LURK_CLIENT_OP **op, lurk_detail *d);
 void lurk_client_op_set_wake(LURK_CLIENT_OP *op, lurk_client_wake_fn *wake, void *arg);
 int lurk_client_op_step(LURK_CLIENT_OP *op, lurk_client_wait *wait);
+/* Steps op to its end, this thread polling the socket (what the blocking
+ * calls do); returns at once for a finished operation. */
+void lurk_client_op_wait(LURK_CLIENT_OP *op);
 /* The signature, plaintext or shared secret; *outlen: in = capacity. */
 lurk_err lurk_client_op_finish(LURK_CLIENT_OP *op, unsigned char *out, size_t *outlen,
                                lurk_detail *d);

@@ -26,7 +26,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/async.h>
@@ -572,49 +571,33 @@ static lurk_err lurk_key_await(LURK_CLIENT_OP *op, unsigned char *out, size_t *o
         a->op = op;
         lurk_client_op_set_wake(op, lurk_key_async_wake, a);
     }
-    while (!lurk_client_op_step(op, &w)) {
-        struct pollfd pfd;
-        struct timespec ts;
-        long left;
+    while (a != NULL && !lurk_client_op_step(op, &w)) {
+        struct pollfd pfd = { .fd = a->epfd, .events = POLLIN };
 
-        if (a != NULL && !registered
+        if (!registered
             && ASYNC_WAIT_CTX_set_wait_fd(wctx, &lurk_key_async_id, a->epfd, a,
                                           lurk_key_async_cleanup) == 1) {
             registered = 1;
         }
-        if (a != NULL && registered) {
-            lurk_key_async_arm(a, &w);
-            ASYNC_pause_job();
-            /* Resumed by our fd, or by the application for its own reasons.
-             * Where pausing is blocked (ASYNC_block_pause) it returns at
-             * once: after many wake-ups with nothing ready, wait here. */
-            pfd.fd = a->epfd;
-            pfd.events = POLLIN;
-            if (poll(&pfd, 1, 0) > 0) {
-                idle = 0;
-                continue;
-            }
-            if (++idle < 64) {
-                continue;
-            }
-        } else if (w.fd < 0 && a != NULL) {
-            /* no wait fd could be set: this thread polls the socket itself */
-            lurk_client_op_set_wake(op, NULL, NULL);
-            continue;
-        } else {
-            pfd.fd = w.fd;
-            pfd.events = POLLIN;
+        if (!registered || idle >= 64) {
+            /* No wait fd could be set, or pausing is blocked
+             * (ASYNC_block_pause makes ASYNC_pause_job return at once, seen
+             * as many wake-ups with nothing ready): this thread waits. */
+            break;
         }
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        left = w.deadline_ms - ((long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-        (void)poll(&pfd, pfd.fd >= 0 ? 1 : 0, left < 0 ? 0 : left > 60000 ? 60000 : (int)left);
+        lurk_key_async_arm(a, &w);
+        ASYNC_pause_job();
+        /* Resumed by our fd, or by the application for its own reasons. */
+        idle = poll(&pfd, 1, 0) > 0 ? 0 : idle + 1;
     }
     if (a != NULL) {
+        lurk_client_op_set_wake(op, NULL, NULL);
         a->op = NULL;
         if (!registered) {
             lurk_key_async_free(a);
         }
     }
+    lurk_client_op_wait(op); /* outside a job; at once when finished */
     err = lurk_client_op_finish(op, out, outlen, d);
     lurk_client_op_free(op);
     return err;
