@@ -84,13 +84,18 @@ typedef enum {
     LURK_MD_SHA256,  /* "sha256" */
     LURK_MD_SHA384,  /* "sha384" */
     LURK_MD_SHA512,  /* "sha512" */
+    LURK_MD_SHA1,    /* "sha1": legacy, off unless a key allows it */
+    LURK_MD_SHA224,  /* "sha224": legacy, off unless a key allows it */
     LURK_MD__COUNT
 } lurk_md;
 
 const char *lurk_md_name(lurk_md md);        /* "sha256", ... */
 lurk_md lurk_md_from_name(const char *name); /* accepts OpenSSL spellings too:
                                                 "SHA256", "SHA2-256", "sha-256" */
-size_t lurk_md_size(lurk_md md);             /* 32, 48, 64; 0 for NONE */
+size_t lurk_md_size(lurk_md md);             /* 20, 28, 32, 48, 64; 0 for NONE */
+/* 1 for SHA-1 and SHA-224: a key server signs them only for a key that
+ * allows them (legacy_digests), never in TLS 1.3 or for OAEP. */
+int lurk_md_is_legacy(lurk_md md);
 
 typedef enum {
     LURK_DEC_NONE = 0,

@@ -107,12 +107,16 @@ static const char *const md_names[LURK_MD__COUNT] = {
     [LURK_MD_SHA256] = "sha256",
     [LURK_MD_SHA384] = "sha384",
     [LURK_MD_SHA512] = "sha512",
+    [LURK_MD_SHA1] = "sha1",
+    [LURK_MD_SHA224] = "sha224",
 };
 
 static const size_t md_sizes[LURK_MD__COUNT] = {
     [LURK_MD_SHA256] = 32,
     [LURK_MD_SHA384] = 48,
     [LURK_MD_SHA512] = 64,
+    [LURK_MD_SHA1] = 20,
+    [LURK_MD_SHA224] = 28,
 };
 
 static const char *const dec_mode_names[LURK_DEC__COUNT] = {
@@ -129,6 +133,8 @@ static const struct {
     { "sha256", LURK_MD_SHA256 }, { "sha-256", LURK_MD_SHA256 }, { "sha2-256", LURK_MD_SHA256 },
     { "sha384", LURK_MD_SHA384 }, { "sha-384", LURK_MD_SHA384 }, { "sha2-384", LURK_MD_SHA384 },
     { "sha512", LURK_MD_SHA512 }, { "sha-512", LURK_MD_SHA512 }, { "sha2-512", LURK_MD_SHA512 },
+    { "sha1", LURK_MD_SHA1 }, { "sha-1", LURK_MD_SHA1 },
+    { "sha224", LURK_MD_SHA224 }, { "sha-224", LURK_MD_SHA224 }, { "sha2-224", LURK_MD_SHA224 },
 };
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -207,6 +213,11 @@ lurk_md lurk_md_from_name(const char *name)
 size_t lurk_md_size(lurk_md md)
 {
     return ((int)md > 0 && md < LURK_MD__COUNT) ? md_sizes[md] : 0;
+}
+
+int lurk_md_is_legacy(lurk_md md)
+{
+    return md == LURK_MD_SHA1 || md == LURK_MD_SHA224;
 }
 
 const char *lurk_dec_mode_name(lurk_dec_mode m)

@@ -240,7 +240,8 @@ static int lurk_dec_set_md(lurk_dec_ctx *ctx, const OSSL_PARAM *p, lurk_md *out)
         return 0;
     }
     *out = lurk_prov_md_from_name(name);
-    if (*out == LURK_MD_NONE) {
+    if (*out == LURK_MD_NONE || lurk_md_is_legacy(*out)) {
+        *out = LURK_MD_NONE;
         ctx->md_bad = 1;   /* refused at decrypt, with the reason */
     }
     return 1;

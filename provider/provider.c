@@ -79,6 +79,8 @@ OSSL_LIB_CTX *lurk_prov_pubctx(LURK_PROV_CTX *prov)
         [LURK_MD_SHA256] = "SHA2-256",
         [LURK_MD_SHA384] = "SHA2-384",
         [LURK_MD_SHA512] = "SHA2-512",
+        [LURK_MD_SHA1] = "SHA1",
+        [LURK_MD_SHA224] = "SHA2-224",
     };
 
     pthread_mutex_lock(&prov->lock);
@@ -138,6 +140,8 @@ static const struct {
     { LURK_MD_SHA256, { "SHA2-256", "SHA256", "SHA-256", "2.16.840.1.101.3.4.2.1", NULL } },
     { LURK_MD_SHA384, { "SHA2-384", "SHA384", "SHA-384", "2.16.840.1.101.3.4.2.2", NULL } },
     { LURK_MD_SHA512, { "SHA2-512", "SHA512", "SHA-512", "2.16.840.1.101.3.4.2.3", NULL } },
+    { LURK_MD_SHA1, { "SHA1", "SHA-1", "SSL3-SHA1", "1.3.14.3.2.26", NULL } },
+    { LURK_MD_SHA224, { "SHA2-224", "SHA224", "SHA-224", "2.16.840.1.101.3.4.2.4", NULL } },
 };
 
 lurk_md lurk_prov_md_from_name(const char *name)

@@ -5,9 +5,11 @@
  *
  * What libssl and the openssl tools need (notes §4.2):
  *  - digest_sign_init is cheap and offline, and refuses every digest the key
- *    server does not offer (SHA-256/384/512 only): libssl probes each
- *    signature algorithm with it, so MD5-SHA1, SHA-1 and SHA-224 are never
- *    chosen;
+ *    server does not know (MD5-SHA1, SHA-3, ...): libssl probes each signature
+ *    algorithm with it.  SHA-1 and SHA-224 pass: libssl rejects a certificate
+ *    outright when its key cannot do TLS 1.2's default SHA-1, even for static
+ *    RSA, which signs nothing.  Whether a key signs them is the key server's
+ *    per-key policy (legacy_digests, off by default);
  *  - a size query (sig == NULL) never touches the network;
  *  - one-shot digest_sign hands the whole message to key.c, which decides
  *    whether the server gets the message or its digest (by policy);
@@ -165,7 +167,8 @@ static int lurk_sig_set_md(lurk_sig_ctx *ctx, const char *mdname)
     md = lurk_prov_md_from_name(mdname);
     if (md == LURK_MD_NONE) {
         LURK_PROV_RAISE(ctx->prov, LURK_ERR_NOT_ACCEPTABLE,
-                        "digest %s: the key server signs SHA-256, SHA-384 or SHA-512 only",
+                        "digest %s: the key server signs SHA-256, SHA-384, SHA-512, and "
+                        "SHA-1 or SHA-224 for keys that allow them",
                         mdname != NULL ? mdname : "(none)");
         return 0;
     }
@@ -266,10 +269,12 @@ static int lurk_sig_sign(void *vctx, unsigned char *sig, size_t *siglen, size_t 
         ctx->md = tbslen == 32 ? LURK_MD_SHA256
                   : tbslen == 48 ? LURK_MD_SHA384
                   : tbslen == 64 ? LURK_MD_SHA512
+                  : tbslen == 20 ? LURK_MD_SHA1
+                  : tbslen == 28 ? LURK_MD_SHA224
                                  : LURK_MD_NONE;
         if (ctx->md == LURK_MD_NONE) {
             LURK_PROV_RAISE(ctx->prov, LURK_ERR_NOT_ACCEPTABLE,
-                            "key %s: the input (%zu bytes) is not a SHA-256/384/512 digest; "
+                            "key %s: the input (%zu bytes) is not a SHA-1/224/256/384/512 digest; "
                             "raw signing is not offered", lurk_key_id(ctx->key), tbslen);
             return 0;
         }
@@ -529,6 +534,9 @@ static const unsigned char lurk_oid_pkcs1[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x
                                                 0x0d, 0x01, 0x01, 0x00 };
 static const unsigned char lurk_oid_ecdsa_sha2[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
                                                      0x3d, 0x04, 0x03, 0x00 };
+/* ecdsa-with-SHA1 = 1.2.840.10045.4.1 */
+static const unsigned char lurk_oid_ecdsa_sha1[] = { 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce,
+                                                     0x3d, 0x04, 0x01 };
 static const unsigned char lurk_oid_ed25519[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
 static const unsigned char lurk_der_null[] = { 0x05, 0x00 };
 
@@ -548,7 +556,10 @@ static void lurk_der_hash_alg(lurk_der *d, lurk_md md)
     size_t at = d->len;
 
     lurk_der_oid(d, lurk_oid_sha2, sizeof(lurk_oid_sha2),
-                 md == LURK_MD_SHA256 ? 1 : md == LURK_MD_SHA384 ? 2 : 3);
+                 md == LURK_MD_SHA256   ? 1
+                 : md == LURK_MD_SHA384 ? 2
+                 : md == LURK_MD_SHA224 ? 4
+                                        : 3);
     lurk_der_put(d, lurk_der_null, sizeof(lurk_der_null));
     lurk_der_wrap(d, at, 0x30);
 }
@@ -566,18 +577,31 @@ static int lurk_sig_algorithm_id(const lurk_sig_ctx *ctx, lurk_der *d)
         lurk_der_put(d, lurk_oid_ed25519, sizeof(lurk_oid_ed25519));
         break;
     case LURK_SIG_ECDSA:
+        if (ctx->md == LURK_MD_SHA1) {
+            lurk_der_put(d, lurk_oid_ecdsa_sha1, sizeof(lurk_oid_ecdsa_sha1));
+            break;
+        }
+        /* ecdsa-with-SHA224/256/384/512 = 1.2.840.10045.4.3.1/2/3/4 */
         lurk_der_oid(d, lurk_oid_ecdsa_sha2, sizeof(lurk_oid_ecdsa_sha2),
-                     ctx->md == LURK_MD_SHA256 ? 2 : ctx->md == LURK_MD_SHA384 ? 3 : 4);
+                     ctx->md == LURK_MD_SHA256   ? 2
+                     : ctx->md == LURK_MD_SHA384 ? 3
+                     : ctx->md == LURK_MD_SHA224 ? 1
+                                                 : 4);
         break;
     case LURK_SIG_RSA_PKCS1:
-        /* sha256/384/512WithRSAEncryption = 1.2.840.113549.1.1.11/12/13 */
+        /* sha1/256/384/512/224WithRSAEncryption = 1.2.840.113549.1.1.5/11/12/13/14 */
         lurk_der_oid(d, lurk_oid_pkcs1, sizeof(lurk_oid_pkcs1),
-                     ctx->md == LURK_MD_SHA256 ? 11 : ctx->md == LURK_MD_SHA384 ? 12 : 13);
+                     ctx->md == LURK_MD_SHA256   ? 11
+                     : ctx->md == LURK_MD_SHA384 ? 12
+                     : ctx->md == LURK_MD_SHA1   ? 5
+                     : ctx->md == LURK_MD_SHA224 ? 14
+                                                 : 13);
         lurk_der_put(d, lurk_der_null, sizeof(lurk_der_null));
         break;
     case LURK_SIG_RSA_PSS:
-        /* RSASSA-PSS (…1.1.10) with RSASSA-PSS-params (RFC 4055) */
-        if (!lurk_sig_resolve_saltlen(ctx, &salt)) {
+        /* RSASSA-PSS (…1.1.10) with RSASSA-PSS-params (RFC 4055); SHA-1,
+         * the params' default, is not written here: no identifier. */
+        if (ctx->md == LURK_MD_SHA1 || !lurk_sig_resolve_saltlen(ctx, &salt)) {
             return 0;
         }
         lurk_der_oid(d, lurk_oid_pkcs1, sizeof(lurk_oid_pkcs1), 10);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <openssl/conf.h>
@@ -40,7 +41,7 @@ static const char *const server_keys[] = {
 };
 
 static const char *const key_keys[] = {
-    "file", "uri", "passphrase_file", "policy", "clients", NULL,
+    "file", "uri", "passphrase_file", "policy", "legacy_digests", "clients", NULL,
 };
 
 static int in_list(const char *name, const char *const *list)
@@ -194,6 +195,33 @@ end:
     return err;
 }
 
+/* "sha1", "sha224", both (comma/space separated), or "none": the legacy
+ * digests a key may sign.  0 on anything else. */
+static int parse_legacy_digests(const char *value, uint32_t *out)
+{
+    char *items[4];
+    size_t n = 0;
+    int ok = 1;
+
+    *out = 0;
+    if (split_list(value, items, 4, &n) != LURK_OK) {
+        ok = 0; /* more than 4 items, or no memory; the ones made are freed below */
+    }
+    for (size_t i = 0; i < n; i++) {
+        lurk_md md = lurk_md_from_name(items[i]);
+
+        if (strcasecmp(items[i], "none") == 0 && n == 1) {
+            /* nothing allowed: the default, written out */
+        } else if (lurk_md_is_legacy(md)) {
+            *out |= 1u << md;
+        } else {
+            ok = 0;
+        }
+        free(items[i]);
+    }
+    return ok && n > 0;
+}
+
 lurk_err lurk_srv_split_addr(const char *addr, char *host, size_t hostlen, int *port)
 {
     const char *colon;
@@ -313,7 +341,7 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
         where(at, sizeof(at), conf->path, section, v->name);
         if (!in_list(v->name, key_keys)) {
             lurk_why(why, whylen, "%s: unknown key '%s' (known: file, uri, passphrase_file, "
-                     "policy, clients)", at, v->name);
+                     "policy, legacy_digests, clients)", at, v->name);
             goto end;
         }
         if (strcmp(v->name, "file") == 0) {
@@ -326,6 +354,12 @@ static lurk_err load_key(CONF *cnf, const lurk_srv_conf *conf, const char *name,
             if (lurk_policy_from_name(v->value, &k->policy) != LURK_OK) {
                 lurk_why(why, whylen, "%s: unknown policy '%s' (tls-server, sign, decrypt or "
                          "agree)", at, v->value);
+                goto end;
+            }
+        } else if (strcmp(v->name, "legacy_digests") == 0) {
+            if (!parse_legacy_digests(v->value, &k->legacy_digests)) {
+                lurk_why(why, whylen, "%s: '%s' is not a list of sha1, sha224 (or none)", at,
+                         v->value);
                 goto end;
             }
         } else {
@@ -668,6 +702,7 @@ lurk_err lurk_srv_conf_keystore(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
             .uri = k->uri,
             .passphrase_file = k->passphrase_file,
             .policy = k->policy,
+            .legacy_digests = k->legacy_digests,
             .clients = (const char *const *)k->clients,
             .n_clients = k->n_clients,
         };

@@ -109,6 +109,10 @@ static const char *lurk_h_ossl_md(lurk_md md)
         return "SHA2-384";
     case LURK_MD_SHA512:
         return "SHA2-512";
+    case LURK_MD_SHA1:
+        return "SHA1";
+    case LURK_MD_SHA224:
+        return "SHA2-224";
     default:
         return NULL;
     }
@@ -523,7 +527,8 @@ static void lurk_h_hello(const lurk_srv_handler_ctx *ctx, lurk_response *out)
     h->sig_algs = (1u << LURK_SIG_RSA_PKCS1) | (1u << LURK_SIG_RSA_PSS) | (1u << LURK_SIG_ECDSA)
                   | (1u << LURK_SIG_ED25519);
     h->dec_modes = (1u << LURK_DEC_TLS_PREMASTER) | (1u << LURK_DEC_OAEP);
-    h->digests = (1u << LURK_MD_SHA256) | (1u << LURK_MD_SHA384) | (1u << LURK_MD_SHA512);
+    h->digests = (1u << LURK_MD_SHA256) | (1u << LURK_MD_SHA384) | (1u << LURK_MD_SHA512)
+                 | (1u << LURK_MD_SHA1) | (1u << LURK_MD_SHA224);
     h->key_types = 0;
     for (size_t i = 0; i < n; i++) {
         h->key_types |= 1u << lurk_srv_key_type(lurk_srv_keystore_get(ctx->keys, i));

@@ -52,6 +52,7 @@ struct lurk_srv_key_st {
     lurk_key_type type;
     int bits;
     lurk_policy policy;
+    uint32_t legacy_digests;
     EVP_PKEY *pkey;
     unsigned char *spki;
     size_t spki_len;
@@ -222,7 +223,8 @@ void lurk_srv_keystore_free(LURK_SRV_KEYSTORE *ks)
 /* ---- state ------------------------------------------------------------- */
 
 /* SHA-256 over, for each key in id order: id length, id, policy name,
- * NUL, each allowed client (sorted) NUL-terminated, then a 0xff separator;
+ * NUL, the legacy digests (4 bytes, big-endian), each allowed client (sorted)
+ * NUL-terminated, then a 0xff separator;
  * truncated to 16 bytes.  Computed with the server's library context. */
 static void lurk_srv_compute_state(LURK_SRV_KEYSTORE *ks)
 {
@@ -241,9 +243,15 @@ static void lurk_srv_compute_state(LURK_SRV_KEYSTORE *ks)
         unsigned char len = (unsigned char)k->id.len;
         const char *pol = lurk_policy_name(k->policy);
 
+        unsigned char legacy[4] = {
+            (unsigned char)(k->legacy_digests >> 24), (unsigned char)(k->legacy_digests >> 16),
+            (unsigned char)(k->legacy_digests >> 8), (unsigned char)k->legacy_digests,
+        };
+
         EVP_DigestUpdate(mctx, &len, 1);
         EVP_DigestUpdate(mctx, k->id.bin, k->id.len);
         EVP_DigestUpdate(mctx, pol, strlen(pol) + 1);
+        EVP_DigestUpdate(mctx, legacy, sizeof(legacy));
         for (size_t c = 0; c < k->n_clients; c++) {
             EVP_DigestUpdate(mctx, k->clients[c], strlen(k->clients[c]) + 1);
         }
@@ -417,6 +425,15 @@ static lurk_err lurk_srv_classify(LURK_SRV_KEY *k, char *why, size_t whylen)
         }
     } else if (EVP_PKEY_is_a(k->pkey, "ED25519")) {
         k->type = LURK_KEY_ED25519;
+    } else if (EVP_PKEY_is_a(k->pkey, "RSA-PSS")) {
+        /* Not served (README.md, "What a lurk key refuses"): the Web PKI
+         * certifies RSA keys as rsaEncryption only, and such a key signs
+         * TLS 1.3 and 1.2 with RSA-PSS (rsa_pss_rsae_*) all the same. */
+        lurk_why(why, whylen,
+                 "key %s: RSA-PSS keys (id-RSASSA-PSS) are not served; use an RSA key "
+                 "(rsaEncryption), which lurk signs with RSA-PSS in TLS 1.3 and 1.2 "
+                 "(rsa_pss_rsae_*)", k->name);
+        return LURK_ERR_CONFIG;
     } else {
         lurk_why(why, whylen,
                  "key %s: key type %s is not supported (RSA, EC, ED25519 are)", k->name,
@@ -591,6 +608,8 @@ lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *k
     }
     k->cache_lock_ok = 1;
     k->policy = kc->policy;
+    k->legacy_digests = kc->legacy_digests
+                        & ((1u << LURK_MD_SHA1) | (1u << LURK_MD_SHA224));
     k->name = strdup(kc->name);
     if (k->name == NULL) {
         err = LURK_ERR_NOMEM;
@@ -868,6 +887,11 @@ int lurk_srv_key_bits(const LURK_SRV_KEY *k)
 lurk_policy lurk_srv_key_policy(const LURK_SRV_KEY *k)
 {
     return k != NULL ? k->policy : LURK_POLICY_TLS_SERVER;
+}
+
+uint32_t lurk_srv_key_legacy_digests(const LURK_SRV_KEY *k)
+{
+    return k != NULL ? k->legacy_digests : 0;
 }
 
 EVP_PKEY *lurk_srv_key_pkey(const LURK_SRV_KEY *k)

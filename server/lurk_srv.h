@@ -57,6 +57,8 @@ typedef struct {
     const char *uri;              /* OSSL_STORE URI (e.g. pkcs11:...), or NULL */
     const char *passphrase_file;  /* for encrypted files, or NULL */
     lurk_policy policy;
+    uint32_t legacy_digests;      /* 1u << LURK_MD_SHA1 / LURK_MD_SHA224 it may sign;
+                                     0 (the default): neither */
     const char *const *clients;   /* allowed peer identities; NULL/0 = any */
     size_t n_clients;
 } lurk_srv_key_conf;
@@ -88,6 +90,8 @@ const lurk_keyid *lurk_srv_key_id(const LURK_SRV_KEY *k);
 lurk_key_type lurk_srv_key_type(const LURK_SRV_KEY *k);
 int lurk_srv_key_bits(const LURK_SRV_KEY *k);
 lurk_policy lurk_srv_key_policy(const LURK_SRV_KEY *k);
+/* 1u << LURK_MD_SHA1 / LURK_MD_SHA224: the legacy digests the key signs. */
+uint32_t lurk_srv_key_legacy_digests(const LURK_SRV_KEY *k);
 EVP_PKEY *lurk_srv_key_pkey(const LURK_SRV_KEY *k);
 const unsigned char *lurk_srv_key_spki(const LURK_SRV_KEY *k, size_t *len);
 /* 1 when the peer identity may use the key. */
@@ -101,7 +105,7 @@ const LURK_SRV_KEY *lurk_srv_keystore_find_text(const LURK_SRV_KEYSTORE *ks, con
 /* ---- per-key cache of ready operation state ---------------------------- */
 
 /* Slots of a key's cache; the handler decides what each slot holds. */
-#define LURK_SRV_KEY_CACHE_SLOTS 48
+#define LURK_SRV_KEY_CACHE_SLOTS 64
 
 typedef void *(*lurk_srv_key_cache_make_fn)(const LURK_SRV_KEY *k, const void *arg);
 typedef void (*lurk_srv_key_cache_free_fn)(void *obj);

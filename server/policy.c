@@ -587,7 +587,8 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
             return LURK_ERR_NOT_ACCEPTABLE;
         }
     } else if (hlen == 0) {
-        lurk_why(why, whylen, "DigestAlg must be sha256, sha384 or sha512 for %s", alg);
+        lurk_why(why, whylen, "DigestAlg must be sha256, sha384, sha512, sha1 or sha224 for %s",
+                 alg);
         return LURK_ERR_NOT_ACCEPTABLE;
     }
     if (has_data == has_digest) {
@@ -617,6 +618,12 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
         lurk_why(why, whylen, "SaltLength is only for rsa-pss");
         return LURK_ERR_INVALID_FORMAT;
     }
+    if (lurk_md_is_legacy(req->md) && !(lurk_srv_key_legacy_digests(k) & (1u << req->md))) {
+        lurk_why(why, whylen,
+                 "%s signatures are off for this key (the key server's legacy_digests setting "
+                 "of the key allows them)", lurk_md_name(req->md));
+        return LURK_ERR_POLICY_DENIED;
+    }
 
     if (pol == LURK_POLICY_SIGN) {
         return LURK_OK;
@@ -639,6 +646,11 @@ lurk_err lurk_srv_policy_check_sign(const LURK_SRV_KEY *k, const lurk_request *r
         if (req->sig_alg == LURK_SIG_RSA_PKCS1) {
             lurk_why(why, whylen,
                      "policy tls-server: TLS 1.3 CertificateVerify is never signed with rsa-pkcs1");
+            return LURK_ERR_POLICY_DENIED;
+        }
+        if (lurk_md_is_legacy(req->md)) {
+            lurk_why(why, whylen, "policy tls-server: TLS 1.3 CertificateVerify is never signed "
+                     "with %s", lurk_md_name(req->md));
             return LURK_ERR_POLICY_DENIED;
         }
         return LURK_OK;
@@ -687,7 +699,7 @@ lurk_err lurk_srv_policy_check_decrypt(const LURK_SRV_KEY *k, const lurk_request
             lurk_why(why, whylen, "ClientVersion must be a TLS version such as 771 (0x0303)");
             return LURK_ERR_INVALID_FORMAT;
         }
-    } else if (lurk_md_size(req->oaep_md) == 0) {
+    } else if (lurk_md_size(req->oaep_md) == 0 || lurk_md_is_legacy(req->oaep_md)) {
         lurk_why(why, whylen, "oaep needs OaepDigest sha256, sha384 or sha512");
         return LURK_ERR_NOT_ACCEPTABLE;
     }

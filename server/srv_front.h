@@ -44,6 +44,7 @@ typedef struct {
     char *uri;
     char *passphrase_file;  /* resolved */
     lurk_policy policy;
+    uint32_t legacy_digests; /* 1u << LURK_MD_SHA1 / LURK_MD_SHA224 */
     char **clients;
     size_t n_clients;
 } lurk_srv_conf_key;

@@ -78,7 +78,9 @@ check "pkeyutl -sign Ed25519" openssl pkeyutl -sign -inkey ed25519-sign.key -raw
 check "  verify" openssl pkeyutl -verify -pubin -inkey ed25519-sign.pub.v -rawin -in msg -sigfile s5 $DEF
 check "dgst -sign (update/final) ECDSA sha512" openssl dgst -sha512 -sign p256-sign.key -out s6 msg
 check "  verify" openssl dgst -sha512 -verify p256-sign.pub -signature s6 $DEF msg
-refuse "pkeyutl -sign SHA-1 refused offline" "SHA-256, SHA-384 or SHA-512" \
+refuse "pkeyutl -sign MD5 refused offline" "the key server signs SHA-256, SHA-384, SHA-512" \
+    openssl pkeyutl -sign -inkey rsa2048-sign.key -rawin -in msg -digest md5
+refuse "pkeyutl -sign SHA-1 refused by the key's policy" "sha1 signatures are off for this key" \
     openssl pkeyutl -sign -inkey rsa2048-sign.key -rawin -in msg -digest sha1
 
 # CSR and self-signed certificates with sign-policy keys.

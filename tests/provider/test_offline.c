@@ -169,8 +169,13 @@ static void pt_one_type(OSSL_LIB_CTX *ctx, const char *dir, const char *alg,
     m = EVP_MD_CTX_new();
     if (!is_ed) {
         ERR_set_mark();
-        PT_CHECK(EVP_DigestSignInit_ex(m, NULL, "SHA1", ctx, NULL, lk, NULL) != 1);
-        PT_CHECK(EVP_DigestSignInit_ex(m, NULL, "SHA224", ctx, NULL, lk, NULL) != 1);
+        /* SHA-1 and SHA-224 pass the offline probe (libssl drops a whole
+         * certificate whose key cannot do TLS 1.2's default SHA-1); the key
+         * server decides per key.  MD5 and SHA-3 never leave. */
+        PT_CHECK(EVP_DigestSignInit_ex(m, NULL, "SHA1", ctx, NULL, lk, NULL) == 1);
+        PT_CHECK(EVP_DigestSignInit_ex(m, NULL, "SHA224", ctx, NULL, lk, NULL) == 1);
+        PT_CHECK(EVP_DigestSignInit_ex(m, NULL, "MD5", ctx, NULL, lk, NULL) != 1);
+        PT_CHECK(EVP_DigestSignInit_ex(m, NULL, "SHA3-256", ctx, NULL, lk, NULL) != 1);
         ERR_pop_to_mark();
     }
     PT_CHECK(EVP_DigestSignInit_ex(m, &pc, is_ed ? NULL : "SHA256", ctx, NULL, lk, NULL) == 1);

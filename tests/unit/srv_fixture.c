@@ -15,6 +15,10 @@ const srv_fixture_key srv_fixture_keys[] = {
     { "p521-tls", "p521-tls.pem", NULL, LURK_POLICY_TLS_SERVER },
     { "p256-agree", "p256-agree.pem", NULL, LURK_POLICY_AGREE },
     { "ed-tls", "ed25519-tls.pem", NULL, LURK_POLICY_TLS_SERVER },
+    { "rsa-tls-legacy", "rsa2048-tls-legacy.pem", NULL, LURK_POLICY_TLS_SERVER,
+      1u << LURK_MD_SHA1 },
+    { "p256-tls-legacy", "p256-tls-legacy.pem", NULL, LURK_POLICY_TLS_SERVER,
+      (1u << LURK_MD_SHA1) | (1u << LURK_MD_SHA224) },
 };
 const size_t srv_fixture_n_keys = sizeof(srv_fixture_keys) / sizeof(srv_fixture_keys[0]);
 
@@ -42,6 +46,7 @@ int srv_fixture_open(srv_fixture *f, const char *prog, const char *restricted)
         kc.file = file;
         kc.passphrase_file = k->pass != NULL ? pass : NULL;
         kc.policy = k->policy;
+        kc.legacy_digests = k->legacy_digests;
         if (restricted != NULL && strcmp(k->name, restricted) == 0) {
             kc.clients = srv_fixture_clients;
             kc.n_clients = 2;

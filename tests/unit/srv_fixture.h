@@ -20,6 +20,7 @@ typedef struct {
     const char *file;   /* under SRV_FIXTURE_VEC */
     const char *pass;   /* passphrase file, or NULL */
     lurk_policy policy;
+    uint32_t legacy_digests; /* legacy_digests = ... (1u << LURK_MD_SHA1 ...) */
 } srv_fixture_key;
 
 extern const srv_fixture_key srv_fixture_keys[];

@@ -1298,6 +1298,15 @@ START_TEST(test_keystore_rules)
     ck_assert_int_eq(add_key(ks, "k1", "secp256k1.pem", NULL, LURK_POLICY_TLS_SERVER, why,
                              sizeof(why)), LURK_ERR_CONFIG);
     ck_assert_ptr_nonnull(strstr(why, "secp256k1"));
+    /* RSA-PSS keys (id-RSASSA-PSS), without and with parameters: refused
+     * at load, with the way out */
+    ck_assert_int_eq(add_key(ks, "pss", "rsapss.pem", NULL, LURK_POLICY_TLS_SERVER, why,
+                             sizeof(why)), LURK_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(why, "key pss: RSA-PSS keys (id-RSASSA-PSS) are not served"));
+    ck_assert_ptr_nonnull(strstr(why, "rsaEncryption"));
+    ck_assert_int_eq(add_key(ks, "pss", "rsapss-sha256.pem", NULL, LURK_POLICY_SIGN, why,
+                             sizeof(why)), LURK_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(why, "key pss: RSA-PSS keys (id-RSASSA-PSS) are not served"));
     /* policy sanity */
     ck_assert_int_eq(add_key(ks, "x", "rsa2048-tls.pem", NULL, LURK_POLICY_AGREE, why,
                              sizeof(why)), LURK_ERR_CONFIG);
@@ -1415,16 +1424,19 @@ START_TEST(test_keystore_dir)
     char why[512] = "";
     static const char *const loaded[] = { "ed25519-tls", "p256-agree", "p256-tls", "p384-tls",
                                           "p521-tls", "rsa2048-decrypt", "rsa2048-sign",
-                                          "rsa2048-tls" };
+                                          "rsa2048-tls", "p256-tls-legacy",
+                                          "rsa2048-tls-legacy" };
+    const size_t n_loaded = sizeof(loaded) / sizeof(loaded[0]);
 
     ck_assert_int_eq(lurk_srv_keystore_new(libctx, NULL, &ks), LURK_OK);
-    /* rsa1024.pem and secp256k1.pem fail; the first is named, the rest load */
+    /* rsa1024.pem, rsapss*.pem and secp256k1.pem fail; the first is named,
+     * the rest load */
     ck_assert_int_eq(lurk_srv_keystore_add_dir(ks, VEC, VEC "rsa2048-decrypt.pass", why,
                                                sizeof(why)), LURK_ERR_CONFIG);
     ck_assert_ptr_nonnull(strstr(why, "rsa1024.pem"));
-    ck_assert_ptr_nonnull(strstr(why, "and 1 more"));
-    ck_assert_uint_eq(lurk_srv_keystore_count(ks), 8);
-    for (size_t i = 0; i < 8; i++) {
+    ck_assert_ptr_nonnull(strstr(why, "and 3 more"));
+    ck_assert_uint_eq(lurk_srv_keystore_count(ks), n_loaded);
+    for (size_t i = 0; i < n_loaded; i++) {
         int found = 0;
 
         for (size_t j = 0; j < lurk_srv_keystore_count(ks); j++) {

@@ -648,6 +648,8 @@ typedef struct {
 #define S256 LURK_MD_SHA256
 #define S384 LURK_MD_SHA384
 #define S512 LURK_MD_SHA512
+#define S1 LURK_MD_SHA1
+#define S224 LURK_MD_SHA224
 #define NOMD LURK_MD_NONE
 #define PKCS1 LURK_SIG_RSA_PKCS1
 #define PSS LURK_SIG_RSA_PSS
@@ -729,6 +731,26 @@ static const decision decisions[] = {
     { "p256-agree", OP_SIGN, ECDSA, S256, -1, IN_CV32, E403 },
     { "p256-agree", OP_SIGN, ECDSA, S256, -1, IN_DIGEST, E403 },
     { "p256-agree", OP_DECRYPT, PMS, NOMD, -1, IN_CIPHER, E403 },
+    /* SHA-1 and SHA-224: only where the key's legacy_digests allow, and
+     * never in TLS 1.3 or for OAEP */
+    { "rsa-tls", OP_SIGN, PKCS1, S1, -1, IN_SKE, E403 },
+    { "rsa-tls", OP_SIGN, PKCS1, S1, -1, IN_DHE, E403 },
+    { "rsa-tls", OP_SIGN, PKCS1, S224, -1, IN_SKE, E403 },
+    { "rsa-tls-legacy", OP_SIGN, PKCS1, S1, -1, IN_SKE, OK },
+    { "rsa-tls-legacy", OP_SIGN, PKCS1, S1, -1, IN_DHE, OK },
+    { "rsa-tls-legacy", OP_SIGN, PSS, S1, 20, IN_SKE, OK },
+    { "rsa-tls-legacy", OP_SIGN, PKCS1, S224, -1, IN_SKE, E403 },
+    { "rsa-tls-legacy", OP_SIGN, PSS, S1, 20, IN_CV32, E403 },
+    { "rsa-tls-legacy", OP_SIGN, PKCS1, S1, -1, IN_ANY, E403 },
+    { "p256-tls", OP_SIGN, ECDSA, S1, -1, IN_SKE, E403 },
+    { "p256-tls", OP_SIGN, ECDSA, S224, -1, IN_SKE, E403 },
+    { "p256-tls-legacy", OP_SIGN, ECDSA, S1, -1, IN_SKE, OK },
+    { "p256-tls-legacy", OP_SIGN, ECDSA, S224, -1, IN_SKE, OK },
+    { "p256-tls-legacy", OP_SIGN, ECDSA, S1, -1, IN_CV32, E403 },
+    { "p256-tls-legacy", OP_SIGN, ECDSA, S224, -1, IN_DIGEST, E403 },
+    { "rsa-sign", OP_SIGN, PKCS1, S1, -1, IN_DIGEST, E403 },
+    { "rsa-sign", OP_SIGN, PSS, S224, 28, IN_ANY, E403 },
+    { "rsa-dec", OP_DECRYPT, OAEP, S1, -1, IN_CIPHER, E406 },
 };
 
 static unsigned char in_cv32[160], in_cv48[160], in_ske[200], in_any[100], in_digest[64];
@@ -882,6 +904,16 @@ START_TEST(test_refusal_sentences)
                                       "standard group (RFC 7919 ffdhe2048..8192, RFC 3526 MODP "
                                       "2048..8192))"));
     ck_assert_uint_lt(strlen(why), LURK_DESCRIPTION_MAX);
+
+    /* SHA-1 off by default: the reason names the setting */
+    lurk_request_init(&req);
+    req.type = LURK_TX_SIGN;
+    req.sig_alg = LURK_SIG_RSA_PKCS1;
+    req.md = LURK_MD_SHA1;
+    set_buf(&req.data, in_ske, in_ske_len);
+    ck_assert_int_eq(lurk_srv_policy_check_sign(k, &req, libctx, why, sizeof(why)), E403);
+    ck_assert_str_eq(why, "sha1 signatures are off for this key (the key server's "
+                          "legacy_digests setting of the key allows them)");
 
     lurk_request_init(&req);
     req.type = LURK_TX_DECRYPT;

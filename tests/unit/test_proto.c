@@ -76,7 +76,8 @@ START_TEST(test_names)
         { "SHA2-384", LURK_MD_SHA384 }, { "SHA-384", LURK_MD_SHA384 },
         { "sha512", LURK_MD_SHA512 }, { "SHA512", LURK_MD_SHA512 },
         { "SHA2-512", LURK_MD_SHA512 }, { "md5", LURK_MD_NONE },
-        { "SHA512-256", LURK_MD_NONE }, { "sha1", LURK_MD_NONE }, { "", LURK_MD_NONE },
+        { "SHA512-256", LURK_MD_NONE }, { "sha1", LURK_MD_SHA1 }, { "SHA-1", LURK_MD_SHA1 },
+        { "sha224", LURK_MD_SHA224 }, { "SHA2-224", LURK_MD_SHA224 }, { "", LURK_MD_NONE },
     };
 
     for (int i = 0; i < LURK_TX__COUNT; i++) {
@@ -91,7 +92,11 @@ START_TEST(test_names)
     ck_assert_uint_eq(lurk_md_size(LURK_MD_SHA256), 32);
     ck_assert_uint_eq(lurk_md_size(LURK_MD_SHA384), 48);
     ck_assert_uint_eq(lurk_md_size(LURK_MD_SHA512), 64);
+    ck_assert_uint_eq(lurk_md_size(LURK_MD_SHA1), 20);
+    ck_assert_uint_eq(lurk_md_size(LURK_MD_SHA224), 28);
     ck_assert_uint_eq(lurk_md_size(LURK_MD_NONE), 0);
+    ck_assert(lurk_md_is_legacy(LURK_MD_SHA1) && lurk_md_is_legacy(LURK_MD_SHA224));
+    ck_assert(!lurk_md_is_legacy(LURK_MD_SHA256) && !lurk_md_is_legacy(LURK_MD_NONE));
     ck_assert_str_eq(lurk_sig_alg_name(LURK_SIG_RSA_PSS), "rsa-pss");
     ck_assert_int_eq(lurk_sig_alg_from_name("ecdsa"), LURK_SIG_ECDSA);
     ck_assert_int_eq(lurk_sig_alg_from_name("ed25519"), LURK_SIG_ED25519);
@@ -429,7 +434,7 @@ static const struct {
     { DECRYPT "'Mode':'oaep','Data':'AA'}}", LURK_ERR_INVALID_FORMAT, "OaepDigest" },
     { DECRYPT "'Mode':'oaep','Data':'AA','OaepDigest':'sha256','ClientVersion':771}}",
       LURK_ERR_INVALID_FORMAT, "ClientVersion" },
-    { DECRYPT "'Mode':'oaep','Data':'AA','OaepDigest':'sha1'}}", LURK_ERR_NOT_ACCEPTABLE,
+    { DECRYPT "'Mode':'oaep','Data':'AA','OaepDigest':'md5'}}", LURK_ERR_NOT_ACCEPTABLE,
       "OaepDigest" },
     /* Agree, Create */
     { "{'AgreeRequest':{'RequestId':'a','KeyId':'K'}}", LURK_ERR_INVALID_FORMAT, "PeerKey" },

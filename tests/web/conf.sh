@@ -168,6 +168,26 @@ broken_ks_conf() {
         && grep -q /nonexistent/server.crt "$KSC/broken.out"
 }
 check "lurk-keyserver.cnf: --check refuses a missing tls_cert and names it" broken_ks_conf
+# A key setting the example documents, with a value it does not take, and an
+# RSA-PSS key (id-RSASSA-PSS), which lurk does not serve: both named.
+bad_legacy_digests() {
+    sed -e 's|^#\{0,1\}legacy_digests *=.*|legacy_digests = md5|' "$KSC/lurk-keyserver.cnf" \
+        >"$KSC/broken.cnf"
+    ! "$LURK_KEYSERVER" --config "$KSC/broken.cnf" --check >"$KSC/broken.out" 2>&1 \
+        && grep -q "legacy_digests: 'md5' is not a list of sha1, sha224" "$KSC/broken.out"
+}
+check "lurk-keyserver.cnf: --check refuses legacy_digests = md5 and names the setting" \
+    bad_legacy_digests
+rsa_pss_key() {
+    env -u OPENSSL_CONF -u OPENSSL_MODULES openssl genpkey -algorithm RSA-PSS \
+        -pkeyopt rsa_keygen_bits:2048 -pkeyopt rsa_pss_keygen_md:sha256 \
+        -out "$KSC/keys/site-pss.pem" 2>/dev/null || return 1
+    sed -e 's|keys/site-ec.pem|keys/site-pss.pem|' "$KSC/lurk-keyserver.cnf" >"$KSC/broken.cnf"
+    ! "$LURK_KEYSERVER" --config "$KSC/broken.cnf" --check >"$KSC/broken.out" 2>&1 \
+        && grep -q "RSA-PSS keys (id-RSASSA-PSS) are not served; use an RSA key" \
+            "$KSC/broken.out"
+}
+check "lurk-keyserver.cnf: --check refuses an RSA-PSS key with the way out" rsa_pss_key
 serve_example() {
     local pid port i rc=1
     rm -f "$KSC/port"
