@@ -36,6 +36,7 @@
 static const char *const server_keys[] = {
     "listen", "unix_socket", "tls_cert", "tls_key", "client_ca", "threads",
     "max_connections", "max_body", "header_timeout", "idle_timeout", "queue_max_ms",
+    "handshake_timeout", "max_handshakes", "max_connections_per_client",
     "audit_log",
     "key_dir", "key_dir_passphrase_file", "keys", NULL,
 };
@@ -492,6 +493,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
     conf->max_connections = 1024;
     conf->max_body = 65536;
     conf->header_timeout = 5;
+    conf->handshake_timeout = 3;
     conf->idle_timeout = 60;
     conf->queue_max_ms = 100;
     conf->path = strdup(path);
@@ -569,7 +571,9 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
         }
         if (strcmp(name, "threads") == 0 || strcmp(name, "max_connections") == 0
             || strcmp(name, "max_body") == 0 || strcmp(name, "header_timeout") == 0
-            || strcmp(name, "idle_timeout") == 0 || strcmp(name, "queue_max_ms") == 0) {
+            || strcmp(name, "idle_timeout") == 0 || strcmp(name, "queue_max_ms") == 0
+            || strcmp(name, "handshake_timeout") == 0 || strcmp(name, "max_handshakes") == 0
+            || strcmp(name, "max_connections_per_client") == 0) {
             long lo = 1;
             long hi = MAX_TIMEOUT;
 
@@ -577,6 +581,10 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
                 lo = 0;
                 hi = MAX_THREADS;
             } else if (strcmp(name, "max_connections") == 0) {
+                hi = MAX_CONNECTIONS_CAP;
+            } else if (strcmp(name, "max_handshakes") == 0
+                       || strcmp(name, "max_connections_per_client") == 0) {
+                lo = 0; /* 0: derived from max_connections */
                 hi = MAX_CONNECTIONS_CAP;
             } else if (strcmp(name, "max_body") == 0) {
                 lo = MAX_BODY_MIN;
@@ -597,6 +605,12 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
                 conf->max_body = (size_t)num;
             } else if (strcmp(name, "header_timeout") == 0) {
                 conf->header_timeout = (int)num;
+            } else if (strcmp(name, "handshake_timeout") == 0) {
+                conf->handshake_timeout = (int)num;
+            } else if (strcmp(name, "max_handshakes") == 0) {
+                conf->max_handshakes = (int)num;
+            } else if (strcmp(name, "max_connections_per_client") == 0) {
+                conf->max_per_client = (int)num;
             } else if (strcmp(name, "queue_max_ms") == 0) {
                 conf->queue_max_ms = (int)num;
             } else {

@@ -89,6 +89,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -110,6 +111,9 @@
 #define DRAIN_TICK_MS 50
 #define LINGER_MS 1000
 #define REFUSE_LOG_INTERVAL 10     /* seconds between "connection cap" warnings */
+#define HS_LOG_INTERVAL 10         /* seconds of a failed-handshake log budget */
+#define HS_LOG_LINES 5             /* failed handshakes logged one by one per interval */
+#define IDENT_BUCKETS 256          /* identity -> connections table */
 #define AUDIT_LOG_INTERVAL 10      /* seconds between "audit log" errors */
 #define SLICE_US 1000              /* work per slice before epoll runs again */
 #define SLICE_MAX 256              /* requests per slice */
@@ -167,6 +171,12 @@ struct lurk_srv_conn {
     int peer_eof;
     int got_first;                 /* a whole request arrived: header deadline met */
     int sent_continue;
+    int in_pre;                    /* on the loop's list of unauthenticated */
+    int ident_held;                /* counted in the identity table */
+    int over_cap;                  /* its identity had max_per_client already */
+    lurk_srv_conn *pprev;          /* the loop's unauthenticated connections, */
+    lurk_srv_conn *pnext;          /* oldest first */
+    uint64_t t_accept;
     uint64_t last_active;
     char *in;
     size_t in_len;
@@ -182,13 +192,18 @@ struct lurk_srv_conn {
     lurk_srv_peer peer;
     char identity[128];
     char address[64];
+    char cap_why[256];             /* the over_cap refusal's description */
 };
 
 typedef struct {
     size_t max_body;
     int header_timeout;
+    int handshake_timeout;         /* <= header_timeout */
     int idle_timeout;
     int queue_max_ms;
+    size_t pre_max;                /* unauthenticated connections per loop */
+    int per_client;                /* connections per identity, all loops */
+    int max_handshakes;            /* as configured or derived (for messages) */
 } limits;
 
 typedef struct {
@@ -217,7 +232,14 @@ struct lurk_srv_loop {
     limits lim;
     lurk_srv_conn *conns;
     size_t n_conns;
+    lurk_srv_conn *pre_head;       /* unauthenticated connections, oldest first */
+    lurk_srv_conn *pre_tail;
+    size_t n_pre;
     time_t last_refuse_log;
+    time_t last_hs_log;            /* failed handshakes: one line per interval */
+    unsigned long hs_unlogged;
+    unsigned hs_logged;            /* lines in the current interval */
+    time_t last_cap_log;
     lurk_srv_conn *new_head;       /* run queues: new first, then old */
     lurk_srv_conn *new_tail;
     lurk_srv_conn *old_head;
@@ -238,8 +260,21 @@ struct lurk_srv_loop {
     time_t last_audit_log;
 };
 
+/* Connections per client identity, over all loops. */
+typedef struct ident_ent {
+    struct ident_ent *next;
+    int n;
+    char id[];
+} ident_ent;
+
 struct lurk_srv_http_st {
     OSSL_LIB_CTX *libctx;
+    pthread_mutex_t ident_lock;
+    ident_ent *ident[IDENT_BUCKETS];
+    atomic_ulong hs_failed;          /* TLS handshakes that failed */
+    atomic_ulong hs_timeouts;        /* ... that took longer than handshake_timeout */
+    atomic_ulong hs_evicted;         /* ... closed for a newer one (max_handshakes) */
+    atomic_ulong client_capped;      /* connections refused by max_per_client */
     pthread_mutex_t lock;            /* keys, tls, lim */
     LURK_SRV_KEYSTORE *keys;
     SSL_CTX *tls;
@@ -402,6 +437,133 @@ static void conn_unlink(lurk_srv_conn *c)
     atomic_fetch_sub_explicit(&l->srv->conns, 1, memory_order_relaxed);
 }
 
+/* ---- unauthenticated connections and identities --------------------------- */
+
+
+static void pre_link(lurk_srv_conn *c)
+{
+    lurk_srv_loop *l = c->loop;
+
+    c->pnext = NULL;
+    c->pprev = l->pre_tail;
+    if (l->pre_tail != NULL) {
+        l->pre_tail->pnext = c;
+    } else {
+        l->pre_head = c;
+    }
+    l->pre_tail = c;
+    l->n_pre++;
+    c->in_pre = 1;
+}
+
+static void pre_unlink(lurk_srv_conn *c)
+{
+    lurk_srv_loop *l = c->loop;
+
+    if (!c->in_pre) {
+        return;
+    }
+    if (c->pprev != NULL) {
+        c->pprev->pnext = c->pnext;
+    } else {
+        l->pre_head = c->pnext;
+    }
+    if (c->pnext != NULL) {
+        c->pnext->pprev = c->pprev;
+    } else {
+        l->pre_tail = c->pprev;
+    }
+    c->pprev = c->pnext = NULL;
+    l->n_pre--;
+    c->in_pre = 0;
+}
+
+/* 1: c has not sent a whole ClientHello and has no bytes waiting either
+ * (an idle socket, or one stalled in the middle of its ClientHello). */
+static int pre_stalled(const lurk_srv_conn *c)
+{
+    int pending = 0;
+
+    if (c->ssl == NULL || SSL_get_state(c->ssl) != TLS_ST_BEFORE) {
+        return 0;
+    }
+    return ioctl(c->fd, FIONREAD, &pending) == 0 && pending == 0;
+}
+
+/* The unauthenticated connection to close for a newer one: the oldest that
+ * is stalled (idle, or stopped inside its ClientHello: such sockets cost
+ * their owner nothing), else the oldest.  A client with a certificate has
+ * its ClientHello in the socket buffer by the time it is accepted, and is
+ * past it within the same read, so stalled sockets, however fast they are
+ * reopened, push out only each other. */
+static lurk_srv_conn *pre_victim(lurk_srv_loop *l)
+{
+    for (lurk_srv_conn *c = l->pre_head; c != NULL; c = c->pnext) {
+        if (pre_stalled(c)) {
+            return c;
+        }
+    }
+    return l->pre_head;
+}
+
+static size_t ident_bucket(const char *id)
+{
+    uint32_t hash = 2166136261u; /* FNV-1a */
+
+    for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++) {
+        hash = (hash ^ *p) * 16777619u;
+    }
+    return hash % IDENT_BUCKETS;
+}
+
+/* One more connection of identity id; its count after, 0 on no memory. */
+static int ident_acquire(LURK_SRV_HTTP *h, const char *id)
+{
+    size_t b = ident_bucket(id);
+    ident_ent *e;
+    int n = 0;
+
+    pthread_mutex_lock(&h->ident_lock);
+    for (e = h->ident[b]; e != NULL && strcmp(e->id, id) != 0; e = e->next) {
+    }
+    if (e == NULL) {
+        size_t len = strlen(id) + 1;
+
+        e = malloc(sizeof(*e) + len);
+        if (e != NULL) {
+            memcpy(e->id, id, len);
+            e->n = 0;
+            e->next = h->ident[b];
+            h->ident[b] = e;
+        }
+    }
+    if (e != NULL) {
+        n = ++e->n;
+    }
+    pthread_mutex_unlock(&h->ident_lock);
+    return n;
+}
+
+static void ident_release(LURK_SRV_HTTP *h, const char *id)
+{
+    size_t b = ident_bucket(id);
+    ident_ent **pp;
+
+    pthread_mutex_lock(&h->ident_lock);
+    for (pp = &h->ident[b]; *pp != NULL; pp = &(*pp)->next) {
+        if (strcmp((*pp)->id, id) == 0) {
+            ident_ent *e = *pp;
+
+            if (--e->n == 0) {
+                *pp = e->next;
+                free(e);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&h->ident_lock);
+}
+
 static void runq_remove(lurk_srv_conn *c)
 {
     lurk_srv_loop *l = c->loop;
@@ -522,6 +684,10 @@ static void conn_free(lurk_srv_conn *c)
         return;
     }
     runq_remove(c);
+    pre_unlink(c);
+    if (c->ident_held) {
+        ident_release(c->loop->srv, c->identity);
+    }
     conn_unlink(c);
     while ((r = c->q_head) != NULL) {
         c->q_head = r->next;
@@ -622,6 +788,119 @@ static void conn_peer_tls(lurk_srv_conn *c)
     c->peer.authenticated = 1;
 }
 
+/*
+ * The peer is authenticated (TLS) or known (unix socket): it counts for its
+ * identity.  One identity past max_connections_per_client keeps the
+ * connection only to answer its first request with a LurkResponse 503 that
+ * says why, and only for handshake_timeout; so one certificate cannot hold
+ * every slot, while every other client can still connect.  The header
+ * deadline runs on from the accept.  1: c is still there.
+ */
+static int conn_admit(lurk_srv_conn *c)
+{
+    lurk_srv_loop *l = c->loop;
+    uint64_t now = now_ns();
+    uint64_t deadline;
+    struct timeval tv;
+    int n;
+
+    if (c->peer.authenticated) {
+        n = ident_acquire(l->srv, c->identity);
+        c->ident_held = n > 0;
+        if (n > l->lim.per_client) {
+            time_t t = time(NULL);
+
+            c->over_cap = 1;
+            atomic_fetch_add_explicit(&l->srv->client_capped, 1, memory_order_relaxed);
+            snprintf(c->cap_why, sizeof(c->cap_why),
+                     "client %s has %d connections already: max_connections_per_client = %d",
+                     c->identity, n - 1, l->lim.per_client);
+            if (t - l->last_cap_log >= REFUSE_LOG_INTERVAL) {
+                l->last_cap_log = t;
+                lurk_srv_log(LURK_LOG_WARN, "%s: refusing its new connections", c->cap_why);
+            }
+        }
+    }
+    deadline = c->t_accept + (uint64_t)l->lim.header_timeout * 1000000000u;
+    if (c->over_cap) {
+        deadline = now + (uint64_t)l->lim.handshake_timeout * 1000000000u;
+    }
+    ms_to_tv(deadline > now ? (deadline - now) / 1000000u + 1 : 1, &tv);
+    evtimer_add(c->tev, &tv);
+    return 1;
+}
+
+/*
+ * A connection that never authenticated: a failed handshake (reason from
+ * OpenSSL), a handshake past handshake_timeout, or one closed for a newer
+ * one (max_handshakes).  Counted always; an audit line when the peer sent a
+ * whole ClientHello (a socket stalled before that says nothing worth a
+ * line, and a flood of them must not fill the audit log); the log
+ * gets the first of each HS_LOG_INTERVAL and a count of the rest, so a flood
+ * cannot flood the log.
+ */
+static void conn_hs_failed(lurk_srv_conn *c, atomic_ulong *counter, const char *reason,
+                           const char *fix)
+{
+    lurk_srv_loop *l = c->loop;
+    time_t now = time(NULL);
+    int said_hello = c->ssl != NULL && SSL_get_state(c->ssl) != TLS_ST_BEFORE;
+
+    atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+    if (said_hello) {
+        lurk_srv_audit_rec rec;
+
+        memset(&rec, 0, sizeof(rec));
+        lurk_srv_audit_time(&rec);
+        snprintf(rec.address, sizeof(rec.address), "%s", c->address);
+        snprintf(rec.op, sizeof(rec.op), "Connect");
+        rec.status = 401;
+        rec.result = LURK_ERR_UNAUTHORIZED;
+        snprintf(rec.detail, sizeof(rec.detail), "TLS handshake failed: %s", reason);
+        loop_audit(l, &rec);
+    }
+    if (now - l->last_hs_log >= HS_LOG_INTERVAL) {
+        if (l->hs_unlogged > 0) {
+            lurk_srv_log(LURK_LOG_WARN, "%lu more connection(s) failed to authenticate in the "
+                         "last %d s (not logged one by one)", l->hs_unlogged, HS_LOG_INTERVAL);
+        }
+        l->last_hs_log = now;
+        l->hs_unlogged = 0;
+        l->hs_logged = 0;
+    }
+    if (l->hs_logged < HS_LOG_LINES) {
+        lurk_srv_log(LURK_LOG_WARN, "TLS handshake from %s failed: %s%s%s", c->address, reason,
+                     fix[0] != '\0' ? " " : "", fix);
+        l->hs_logged++;
+    } else {
+        l->hs_unlogged++;
+    }
+}
+
+/* The reason of a failed handshake, and which setting it points to. */
+static void conn_hs_reason(lurk_srv_conn *c, int ssl_err, char *reason, size_t len,
+                           const char **fix)
+{
+    long vr = SSL_get_verify_result(c->ssl);
+    unsigned long e = ERR_peek_error();
+
+    *fix = "";
+    if (vr != X509_V_OK) {
+        snprintf(reason, len, "client certificate not accepted: %s",
+                 X509_verify_cert_error_string(vr));
+        *fix = "(client certificates must chain to the key server's client_ca)";
+    } else if (e != 0 && ERR_reason_error_string(e) != NULL) {
+        snprintf(reason, len, "%s", ERR_reason_error_string(e));
+        if (ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+            *fix = "(lurk clients need a certificate from client_ca)";
+        }
+    } else if (ssl_err == SSL_ERROR_SYSCALL || ssl_err == SSL_ERROR_ZERO_RETURN) {
+        snprintf(reason, len, "connection closed during the handshake");
+    } else {
+        snprintf(reason, len, "TLS error %d", ssl_err);
+    }
+}
+
 static void conn_handshake(lurk_srv_conn *c)
 {
     int r;
@@ -630,9 +909,13 @@ static void conn_handshake(lurk_srv_conn *c)
     r = SSL_do_handshake(c->ssl);
     if (r == 1) {
         c->state = CONN_OPEN;
+        pre_unlink(c);
         conn_peer_tls(c);
         set_ev(c->wev, &c->writing, 0);
         c->last_active = now_ns();
+        if (!conn_admit(c)) {
+            return;
+        }
         conn_on_read(c); /* a request may have come with the Finished */
         return;
     }
@@ -643,10 +926,18 @@ static void conn_handshake(lurk_srv_conn *c)
     case SSL_ERROR_WANT_WRITE:
         set_ev(c->wev, &c->writing, 1);
         break;
-    default:
-        /* no certificate, a rogue CA, not TLS at all: nothing to answer */
+    default: {
+        /* no certificate, a rogue CA, not TLS at all: nothing to answer,
+         * but a trace */
+        char reason[200];
+        const char *fix;
+
+        conn_hs_reason(c, SSL_get_error(c->ssl, r), reason, sizeof(reason), &fix);
+        conn_hs_failed(c, &c->loop->srv->hs_failed, reason, fix);
+        ERR_clear_error();
         conn_free(c);
         break;
+    }
     }
 }
 
@@ -847,6 +1138,8 @@ static int conn_parse(lurk_srv_conn *c, uint64_t t)
         if (!c->peer.authenticated) {
             r = req_new(0, t, LURK_ERR_UNAUTHORIZED, "client not authenticated",
                         flags | REQ_CLOSE);
+        } else if (c->over_cap) {
+            r = req_new(0, t, LURK_ERR_UNAVAILABLE, c->cap_why, flags | REQ_CLOSE);
         } else if (req.path_len != sizeof(LURK_PROTO_PATH) - 1
                    || memcmp(req.path, LURK_PROTO_PATH, req.path_len) != 0) {
             r = req_new(0, t, LURK_ERR_KEY_NOT_FOUND,
@@ -1200,6 +1493,15 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
     uint64_t now;
     struct timeval tv;
 
+    if (c->state == CONN_HANDSHAKE) {
+        char reason[96];
+
+        snprintf(reason, sizeof(reason), "not done within handshake_timeout (%d s)",
+                 l->lim.handshake_timeout);
+        conn_hs_failed(c, &l->srv->hs_timeouts, reason, "");
+        conn_free(c);
+        return;
+    }
     if (c->state != CONN_OPEN || !c->got_first) {
         conn_free(c);
         return;
@@ -1251,6 +1553,7 @@ static int conn_new(lurk_srv_loop *l, int fd, int is_unix)
     c->peer.address = c->address;
     c->peer.identity = c->identity;
     c->last_active = now_ns();
+    c->t_accept = c->last_active;
     c->rev = event_new(l->base, fd, EV_READ | EV_PERSIST, on_conn_io, c);
     c->wev = event_new(l->base, fd, EV_WRITE | EV_PERSIST, on_conn_io, c);
     c->tev = evtimer_new(l->base, on_conn_timer, c);
@@ -1268,6 +1571,8 @@ static int conn_new(lurk_srv_loop *l, int fd, int is_unix)
             c->peer.authenticated = 1;
         }
         c->state = CONN_OPEN;
+        set_ev(c->rev, &c->reading, 1);
+        return conn_admit(c);
     } else {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
@@ -1298,11 +1603,16 @@ static int conn_new(lurk_srv_loop *l, int fd, int is_unix)
         SSL_set_read_ahead(c->ssl, 1);
         SSL_set_accept_state(c->ssl);
         c->state = CONN_HANDSHAKE;
+        pre_link(c);
     }
     set_ev(c->rev, &c->reading, 1);
-    tv.tv_sec = l->lim.header_timeout;
+    tv.tv_sec = l->lim.handshake_timeout;
     tv.tv_usec = 0;
     evtimer_add(c->tev, &tv);
+    /* TCP_DEFER_ACCEPT: the ClientHello is normally in already; answering
+     * it now takes the connection past the stalled ones (pre_victim) before
+     * the next accept of this batch could push it out.  May free c. */
+    conn_handshake(c);
     return 1;
 
 fail:
@@ -1328,7 +1638,18 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             break;
         }
         n = atomic_fetch_add_explicit(&h->conns, 1, memory_order_relaxed);
-        if (n >= atomic_load_explicit(&h->max_conns, memory_order_relaxed) || l->draining) {
+        if (n >= atomic_load_explicit(&h->max_conns, memory_order_relaxed) && !l->draining
+            && l->pre_head != NULL) {
+            /* Full: the oldest connection of this loop that has not
+             * authenticated makes room, so that idle or slow sockets
+             * cannot keep clients out; only authenticated ones are kept. */
+            lurk_srv_conn *v = pre_victim(l);
+
+            conn_hs_failed(v, &h->hs_evicted,
+                           "closed for a newer connection: max_connections reached", "");
+            conn_free(v);
+        } else if (n >= atomic_load_explicit(&h->max_conns, memory_order_relaxed)
+                   || l->draining) {
             atomic_fetch_sub_explicit(&h->conns, 1, memory_order_relaxed);
             close(cfd);
             log_refusal(l);
@@ -1337,6 +1658,15 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
         if (!conn_new(l, cfd, lst->is_unix)) {
             atomic_fetch_sub_explicit(&h->conns, 1, memory_order_relaxed);
             close(cfd);
+            continue;
+        }
+        if (l->n_pre > l->lim.pre_max) {
+            /* the unauthenticated have their own, smaller budget */
+            lurk_srv_conn *v = pre_victim(l);
+
+            conn_hs_failed(v, &h->hs_evicted,
+                           "closed for a newer connection: max_handshakes reached", "");
+            conn_free(v);
         }
     }
 }
@@ -1443,7 +1773,8 @@ static void conn_serve_one(lurk_srv_conn *c, uint64_t now)
     if (c->closing) {
         /* a reply that closes the connection went before it */
     } else if (r->err != LURK_OK) {
-        conn_error(c, r->err, r->why, 0, r->flags);
+        conn_error(c, r->err, r->why, r->err == LURK_ERR_UNAVAILABLE ? RETRY_AFTER_MS : 0,
+                   r->flags);
     } else if (now - r->t_read > (uint64_t)l->lim.queue_max_ms * 1000000u) {
         conn_error(c, LURK_ERR_UNAVAILABLE, "overloaded", RETRY_AFTER_MS, r->flags);
     } else {
@@ -1642,8 +1973,8 @@ static void *loop_main(void *arg)
  * server started by mistake share the port silently; an exclusive bind
  * first makes that an "address in use" error.
  */
-static evutil_socket_t bind_tcp(const char *host, int port, int reuseport, int *bound_port,
-                                char *why, size_t whylen)
+static evutil_socket_t bind_tcp(const char *host, int port, int reuseport, int defer_s,
+                                int *bound_port, char *why, size_t whylen)
 {
     struct addrinfo hints;
     struct addrinfo *ai = NULL;
@@ -1676,6 +2007,10 @@ static evutil_socket_t bind_tcp(const char *host, int port, int reuseport, int *
     }
     /* accepted sockets inherit it on Linux; conn_new sets it again */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* A connection is accepted only once its first bytes (the ClientHello)
+     * are in: a bare TCP connection never reaches the event loop, and a
+     * client's ClientHello is read in the same turn as its accept. */
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s));
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
         lurk_why(why, whylen, "listen %s:%d: %s", host, port, strerror(errno));
         goto fail;
@@ -1792,8 +2127,17 @@ static int loop_listen(lurk_srv_loop *l, int fd, int is_unix)
 
 static void limits_from_conf(limits *lim, const lurk_srv_conf *conf)
 {
+    int threads = conf->threads > 0 ? conf->threads : 1;
+
     lim->max_body = conf->max_body;
     lim->header_timeout = conf->header_timeout;
+    lim->handshake_timeout = conf->handshake_timeout < conf->header_timeout
+                                 ? conf->handshake_timeout : conf->header_timeout;
+    lim->max_handshakes = conf->max_handshakes > 0 ? conf->max_handshakes
+                          : conf->max_connections / 8 > 16 ? conf->max_connections / 8 : 16;
+    lim->pre_max = (size_t)(lim->max_handshakes / threads > 4 ? lim->max_handshakes / threads : 4);
+    lim->per_client = conf->max_per_client > 0 ? conf->max_per_client
+                      : conf->max_connections / 2 > 1 ? conf->max_connections / 2 : 1;
     lim->idle_timeout = conf->idle_timeout;
     lim->queue_max_ms = conf->queue_max_ms;
 }
@@ -1813,6 +2157,7 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
         goto end;
     }
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->ident_lock, NULL);
     h->libctx = libctx;
     h->keys = keys;
     lurk_srv_keystore_up_ref(keys);
@@ -1878,14 +2223,14 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
 
             lurk_srv_split_addr(conf->listen[j], host, sizeof(host), &port);
             if (i == 0 && ports[j] != 0) {
-                fd = bind_tcp(host, ports[j], 0, &bound, why, whylen);
+                fd = bind_tcp(host, ports[j], 0, h->lim.handshake_timeout, &bound, why, whylen);
                 if (fd < 0) {
                     err = LURK_ERR_IO;
                     goto end;
                 }
                 close(fd);
             }
-            fd = bind_tcp(host, ports[j], 1, &bound, why, whylen);
+            fd = bind_tcp(host, ports[j], 1, h->lim.handshake_timeout, &bound, why, whylen);
             if (fd < 0) {
                 err = LURK_ERR_IO;
                 goto end;
@@ -2057,5 +2402,14 @@ void lurk_srv_http_free(LURK_SRV_HTTP *h)
     lurk_srv_keystore_free(h->keys);
     SSL_CTX_free(h->tls);
     pthread_mutex_destroy(&h->lock);
+    for (size_t b = 0; b < IDENT_BUCKETS; b++) {
+        while (h->ident[b] != NULL) { /* none: every connection released its own */
+            ident_ent *e = h->ident[b];
+
+            h->ident[b] = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_destroy(&h->ident_lock);
     free(h);
 }

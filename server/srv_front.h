@@ -62,6 +62,9 @@ typedef struct {
     int max_connections;
     size_t max_body;
     int header_timeout;     /* seconds: TLS handshake + first request */
+    int handshake_timeout;  /* seconds: the TLS handshake alone */
+    int max_handshakes;     /* connections not yet authenticated; 0: derived */
+    int max_per_client;     /* max_connections_per_client; 0: derived */
     int idle_timeout;       /* seconds: inactivity on a connection */
     int queue_max_ms;       /* a request that waited longer is answered 503 */
     char *audit_log;        /* resolved path, or "-" */

@@ -45,7 +45,7 @@ ks_start "$dir" >/dev/null
 python3 "$py" overload "$dir" "$KS_PID" "$KS_PORT" "$rsa"
 ks_stop
 
-with_limits "max_connections = 3"
+with_limits "max_connections = 3" "max_connections_per_client = 3"
 ks_start "$dir" >/dev/null
 python3 "$py" conncap "$dir" "$KS_PORT" 3
 ks_stop
