@@ -60,9 +60,10 @@
  * keys at once).  A request is handled synchronously inside its loop, so
  * the loop's reference keeps the key store alive for the whole call.
  *
- * Drain (SIGTERM): listeners close, idle connections close, the others get
- * their queued requests answered, the last reply with Connection: close,
- * until none is left or drain_ms passed.
+ * Drain (SIGTERM): what the listen queue holds is accepted, listeners close;
+ * every request read or arriving is answered, the last reply of each
+ * connection with Connection: close; idle connections get DRAIN_IDLE_MS to
+ * ask; until none is left or drain_ms passed (loop_drain).
  *
  * Audit: each loop batches its audit lines (audit.c) and writes them after
  * its replies: from an event of the lowest priority, which libevent runs
@@ -110,6 +111,7 @@
 #define RETRY_AFTER_MS 1000
 #define DRAIN_TICK_MS 50
 #define LINGER_MS 1000
+#define DRAIN_IDLE_MS 250          /* draining: an idle connection's last chance */
 #define REFUSE_LOG_INTERVAL 10     /* seconds between "connection cap" warnings */
 #define HS_LOG_INTERVAL 10         /* seconds of a failed-handshake log budget */
 #define HS_LOG_LINES 5             /* failed handshakes logged one by one per interval */
@@ -1301,8 +1303,20 @@ static void conn_reply_200(lurk_srv_conn *c, const char *body, size_t len)
     c->out_len = (size_t)(o - c->out);
 }
 
+/* 1: bytes of c's peer are waiting, in OpenSSL or in the socket. */
+static int conn_input_pending(const lurk_srv_conn *c)
+{
+    int pending = 0;
+
+    if (c->ssl != NULL && SSL_has_pending(c->ssl)) {
+        return 1;
+    }
+    return ioctl(c->fd, FIONREAD, &pending) == 0 && pending > 0;
+}
+
 /* Appends one reply; the connection closes after it when asked, or when
- * draining and nothing more is owed or coming. */
+ * draining and nothing more is owed or coming (no request queued, none
+ * partly read, no bytes waiting: those are read and answered first). */
 static void conn_reply(lurk_srv_conn *c, int status, const char *body, size_t len,
                        unsigned retry_after_ms, unsigned flags)
 {
@@ -1314,7 +1328,8 @@ static void conn_reply(lurk_srv_conn *c, int status, const char *body, size_t le
     size_t e = 0;
 
     close_after = (flags & REQ_CLOSE) != 0
-                  || (l->draining && c->q_n == 0 && c->in_len == 0 && c->discard == 0);
+                  || (l->draining && c->q_n == 0 && c->in_len == 0 && c->discard == 0
+                      && !conn_input_pending(c));
     if (status == 200 && !close_after && (flags & (REQ_KEEP_ALIVE | REQ_HEAD)) == 0) {
         conn_reply_200(c, body, len);
         return;
@@ -1502,8 +1517,13 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
         conn_free(c);
         return;
     }
-    if (c->state != CONN_OPEN || !c->got_first) {
+    if (c->state != CONN_OPEN || (!c->got_first && !l->draining)) {
         conn_free(c);
+        return;
+    }
+    if (l->draining && c->q_n == 0 && c->in_len == 0 && c->discard == 0
+        && conn_unsent(c) == 0 && !conn_input_pending(c)) {
+        conn_free(c); /* idle for DRAIN_IDLE_MS since the drain began */
         return;
     }
     now = now_ns();
@@ -1908,10 +1928,21 @@ static void loop_close_listeners(lurk_srv_loop *l)
     l->n_lst = 0;
 }
 
+/*
+ * SIGTERM: nothing a client sent may go unanswered.  Connections already in
+ * the listen queue are accepted (a client may have sent its request on
+ * one), then the listeners close.  Every connection keeps going: a request
+ * already read, or arriving, is answered, the last one with Connection:
+ * close; one still in its TLS handshake may finish it and ask; an idle one
+ * gets DRAIN_IDLE_MS to ask (a client that works one request after another
+ * is between a reply and its next request), then closes.  The loop exits
+ * when no connection is left, or after drain_ms.
+ */
 static void loop_drain(lurk_srv_loop *l, unsigned drain_ms)
 {
     struct timeval tick = { 0, DRAIN_TICK_MS * 1000 };
     struct timeval span = { drain_ms / 1000, (drain_ms % 1000) * 1000 };
+    struct timeval grace;
     struct timeval now;
     lurk_srv_conn *c;
     lurk_srv_conn *next;
@@ -1919,14 +1950,25 @@ static void loop_drain(lurk_srv_loop *l, unsigned drain_ms)
     if (l->draining) {
         return;
     }
+    for (size_t i = 0; i < l->n_lst; i++) {
+        /* each call takes up to ACCEPT_MAX; stops at the first EAGAIN */
+        for (int k = 0; k < 64 && l->lst[i].fd >= 0; k++) {
+            size_t before = l->n_conns;
+
+            on_accept(l->lst[i].fd, EV_READ, &l->lst[i]);
+            if (l->n_conns == before) {
+                break;
+            }
+        }
+    }
     l->draining = 1;
     loop_close_listeners(l);
+    ms_to_tv(DRAIN_IDLE_MS, &grace);
     for (c = l->conns; c != NULL; c = next) {
         next = c->next;
-        if (c->state == CONN_HANDSHAKE
-            || (c->state == CONN_OPEN && c->q_n == 0 && c->in_len == 0 && c->discard == 0
-                && conn_unsent(c) == 0)) {
-            conn_free(c);
+        if (c->state == CONN_OPEN && c->q_n == 0 && c->in_len == 0 && c->discard == 0
+            && conn_unsent(c) == 0) {
+            evtimer_add(c->tev, &grace);
         }
     }
     evutil_gettimeofday(&now, NULL);

@@ -11,12 +11,18 @@
         names max_connections_per_client on the next one; another client
         still connects and is served; the first gets in again once one of
         its connections closes
+    hardening.py sigterm DIR PID PORT KEYID   16 connections signing one
+        request after another, SIGTERM in the middle: every request sent is
+        answered (the last of each connection with Connection: close), none
+        is cut, and the server exits 0
     hardening.py authfail DIR PORT            a rogue certificate and no
         certificate: refused, and each leaves a log line naming the cause
         and an audit line (op Connect, status 401)
 """
+import base64
 import json
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -25,7 +31,7 @@ import time
 
 sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from lurktest import check, exit_status, tls_context  # noqa: E402
+from lurktest import check, exit_status, tls_context, wait_exit  # noqa: E402
 
 
 def connect(ctx, port, timeout=10):
@@ -226,11 +232,92 @@ def authfail(d, port):
           "each failed authentication has an audit line (op Connect, 401): %d" % len(lines))
 
 
+def sign_body(keyid):
+    cv = b" " * 64 + b"TLS 1.3, server CertificateVerify\x00" + bytes(range(32))
+    return {"KeyId": keyid, "Algorithm": "ecdsa", "DigestAlg": "sha256",
+            "Data": base64.urlsafe_b64encode(cv).rstrip(b"=").decode()}
+
+
+def sigterm(d, pid, port, keyid, n_conns=16, before=400):
+    ctx = tls_context(d)
+    lock = threading.Lock()
+    stats = {"ok": 0, "busy": 0, "closing": 0, "lost": 0, "refused": 0, "other": 0}
+    lost_detail = []
+    stop = threading.Event()
+    body = sign_body(keyid)
+
+    def worker(w):
+        i = 0
+        s = None
+        while not stop.is_set():
+            if s is None:
+                try:
+                    s = connect(ctx, port, timeout=10)
+                except (OSError, ssl.SSLError):
+                    with lock:
+                        stats["refused"] += 1
+                    return            # the server stopped listening: done
+            rid = "term-%d-%d" % (w, i)
+            i += 1
+            try:
+                s.sendall(request_bytes("Sign", body, rid))
+            except (OSError, ssl.SSLError):
+                # closed before we could send: nothing was asked
+                s.close()
+                s = None
+                continue
+            try:
+                status, headers, resp = read_response(s)
+            except (OSError, ConnectionError, ssl.SSLError) as e:
+                with lock:
+                    stats["lost"] += 1
+                    lost_detail.append("%s: %r" % (rid, e))
+                s.close()
+                s = None
+                continue
+            with lock:
+                if status == 200 and resp.get("SignResponse", {}).get("RequestId") == rid:
+                    stats["ok"] += 1
+                elif status == 503:
+                    stats["busy"] += 1
+                else:
+                    stats["other"] += 1
+                if headers.get("connection") == "close":
+                    stats["closing"] += 1
+            if headers.get("connection") == "close":
+                s.close()
+                s = None
+
+    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(n_conns)]
+    for t in threads:
+        t.start()
+    end = time.monotonic() + 20
+    while stats["ok"] < before and time.monotonic() < end:
+        time.sleep(0.01)
+    sent_at = stats["ok"]
+    os.kill(pid, signal.SIGTERM)
+    exited = wait_exit(pid, 15)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    print("SIGTERM after %d signs: %s" % (sent_at, stats), flush=True)
+    for line in lost_detail[:5]:
+        print("  cut: " + line, flush=True)
+    check(sent_at >= before, "a steady load was running (%d signs before SIGTERM)" % sent_at)
+    check(stats["lost"] == 0, "no request was cut: every one sent got a reply (%d cut)"
+          % stats["lost"])
+    check(stats["other"] == 0, "every reply was 200 or 503")
+    check(stats["closing"] > 0, "connections were told Connection: close")
+    check(exited, "the server exited")
+
+
 mode = sys.argv[1]
 if mode == "preauth":
     preauth(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
 elif mode == "percert":
     percert(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+elif mode == "sigterm":
+    sigterm(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
 elif mode == "authfail":
     authfail(sys.argv[2], int(sys.argv[3]))
 sys.exit(exit_status())

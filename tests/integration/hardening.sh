@@ -39,6 +39,20 @@ ks_start "$dir" >/dev/null
 python3 "$py" percert "$dir" "$KS_PORT" 4
 ks_stop
 
+# A steady load through SIGTERM, three times (the cut it prevents is a race),
+# with two event loops.
+p256=$(ks_keyid p256 "$dir")
+for round in 1 2 3; do
+    cp "$work/keyserver.cnf.orig" "$dir/keyserver.cnf"
+    sed -i 's/^threads = .*/threads = 2/' "$dir/keyserver.cnf"
+    ks_start "$dir" >/dev/null
+    echo "SIGTERM round $round"
+    python3 "$py" sigterm "$dir" "$KS_PID" "$KS_PORT" "$p256"
+    status=0
+    ks_stop || status=$?
+    [ "$status" = 0 ] || { echo "FAIL: lurk-keyserver exited with status $status"; exit 1; }
+done
+
 with_limits
 : >"$dir/keyserver.log"
 ks_start "$dir" >/dev/null
