@@ -1062,6 +1062,31 @@ static void conn_queue_raw(lurk_srv_conn *c, const char *s, size_t n)
     }
 }
 
+/* The queue entry for a whole request of body_len bytes: a refusal when the
+ * peer, path or method is wrong (no body kept), else room for the body. */
+static lurk_srv_req *conn_request(lurk_srv_conn *c, const lurk_http1_req *req, uint64_t t,
+                                  unsigned flags, size_t body_len)
+{
+    if (!c->peer.authenticated) {
+        return req_new(0, t, LURK_ERR_UNAUTHORIZED, "client not authenticated",
+                       flags | REQ_CLOSE);
+    }
+    if (c->over_cap) {
+        return req_new(0, t, LURK_ERR_UNAVAILABLE, c->cap_why, flags | REQ_CLOSE);
+    }
+    if (req->path_len != sizeof(LURK_PROTO_PATH) - 1
+        || memcmp(req->path, LURK_PROTO_PATH, req->path_len) != 0) {
+        return req_new(0, t, LURK_ERR_KEY_NOT_FOUND,
+                       "no such resource: LURK is POST " LURK_PROTO_PATH, flags);
+    }
+    if (!req->is_post) {
+        return req_new(0, t, LURK_ERR_INVALID_FORMAT,
+                       "method not allowed: LURK is POST " LURK_PROTO_PATH,
+                       flags | REQ_ALLOW_POST);
+    }
+    return req_new(body_len, t, LURK_OK, NULL, flags);
+}
+
 /* Every complete request in the input buffer goes on the queue (t: when
  * the bytes were read); the rest stays for the next read. */
 static int conn_parse(lurk_srv_conn *c, uint64_t t)
@@ -1105,6 +1130,50 @@ static int conn_parse(lurk_srv_conn *c, uint64_t t)
         } else if (req.minor == 0) {
             flags |= REQ_KEEP_ALIVE;
         }
+        if (req.chunked) {
+            size_t enc = 0;
+            size_t blen = 0;
+
+            res = lurk_http1_chunked(c->in + pos + req.head_len, c->in_len - pos - req.head_len,
+                                     l->lim.max_body, NULL, &enc, &blen, &why);
+            if (res == LURK_HTTP1_BAD) {
+                ok = conn_refuse(c, t, LURK_ERR_INVALID_FORMAT, why, flags | REQ_CLOSE);
+                break;
+            }
+            if (res == LURK_HTTP1_TOO_LARGE) {
+                c->got_first = 1;
+                ok = conn_refuse(c, t, LURK_ERR_TOO_LARGE, "request body too large",
+                                 flags | REQ_CLOSE);
+                break;
+            }
+            if (res == LURK_HTTP1_MORE) {
+                if (req.expect_continue && !c->sent_continue && c->q_n == 0
+                    && conn_unsent(c) == 0) {
+                    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+                    c->sent_continue = 1;
+                    conn_queue_raw(c, cont, sizeof(cont) - 1);
+                    if (!conn_flush(c)) {
+                        return 0; /* c is gone */
+                    }
+                }
+                break;
+            }
+            c->sent_continue = 0;
+            c->got_first = 1;
+            r = conn_request(c, &req, t, flags, blen);
+            if (r == NULL) {
+                ok = 0;
+                break;
+            }
+            if (r->err == LURK_OK) {
+                lurk_http1_chunked(c->in + pos + req.head_len, c->in_len - pos - req.head_len,
+                                   l->lim.max_body, r->body, &enc, &blen, &why);
+            }
+            pos += req.head_len + enc;
+            conn_enqueue(c, r);
+            continue;
+        }
         if (req.body_len > l->lim.max_body) {
             /* a body up to twice the limit is skipped, a larger one not */
             if (req.body_len > 2 * l->lim.max_body) {
@@ -1137,24 +1206,9 @@ static int conn_parse(lurk_srv_conn *c, uint64_t t)
         }
         c->sent_continue = 0;
         c->got_first = 1;
-        if (!c->peer.authenticated) {
-            r = req_new(0, t, LURK_ERR_UNAUTHORIZED, "client not authenticated",
-                        flags | REQ_CLOSE);
-        } else if (c->over_cap) {
-            r = req_new(0, t, LURK_ERR_UNAVAILABLE, c->cap_why, flags | REQ_CLOSE);
-        } else if (req.path_len != sizeof(LURK_PROTO_PATH) - 1
-                   || memcmp(req.path, LURK_PROTO_PATH, req.path_len) != 0) {
-            r = req_new(0, t, LURK_ERR_KEY_NOT_FOUND,
-                        "no such resource: LURK is POST " LURK_PROTO_PATH, flags);
-        } else if (!req.is_post) {
-            r = req_new(0, t, LURK_ERR_INVALID_FORMAT,
-                        "method not allowed: LURK is POST " LURK_PROTO_PATH,
-                        flags | REQ_ALLOW_POST);
-        } else {
-            r = req_new(req.body_len, t, LURK_OK, NULL, flags);
-            if (r != NULL) {
-                memcpy(r->body, c->in + pos + req.head_len, req.body_len);
-            }
+        r = conn_request(c, &req, t, flags, req.body_len);
+        if (r != NULL && r->err == LURK_OK) {
+            memcpy(r->body, c->in + pos + req.head_len, req.body_len);
         }
         if (r == NULL) {
             ok = 0;

@@ -442,8 +442,10 @@ def framing(d, port, n_pipe=20):
         "Content-Length twice": b"Content-Length: 2\r\nContent-Length: 2\r\n",
         "two Content-Lengths": b"Content-Length: 2\r\nContent-Length: 3\r\n",
         "Content-Length +2": b"Content-Length: +2\r\n",
-        "Transfer-Encoding chunked": b"Transfer-Encoding: chunked\r\n",
+        "Transfer-Encoding gzip, chunked": b"Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding twice": b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
         "Transfer-Encoding and Content-Length": b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+        "chunked body that is not chunked": b"Transfer-Encoding: chunked\r\n",
         "white space before the colon": b"Content-Length : 2\r\n",
         "obs-fold": b"X-A: a\r\n b\r\nContent-Length: 2\r\n",
     }
@@ -458,6 +460,21 @@ def framing(d, port, n_pipe=20):
               "%s: the request before it served, then a LurkResponse 400 and close "
               "(%d, %d, %s)" % (name, s1, s2, (b2 or {}).get("LurkResponse", {}).get("StatusDescription")))
         c.close()
+
+    # A chunked body with extensions and trailer fields is valid HTTP/1.1:
+    # served, and the connection keeps serving what follows it.
+    body = json.dumps({"PingRequest": {"RequestId": "chunked"}}).encode()
+    enc = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7])
+                   for i in range(0, len(body), 7)) + b"0;last\r\nX-Trailer: t\r\n\r\n"
+    c = Conn(ctx, port)
+    c.send(b"POST /.well-known/lurk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           + enc + ping("after-chunked"))
+    s1, _, b1 = c.response()
+    s2, _, b2 = c.response()
+    check(s1 == 200 and b1.get("PingResponse", {}).get("RequestId") == "chunked"
+          and s2 == 200 and b2.get("PingResponse", {}).get("RequestId") == "after-chunked",
+          "a chunked body with extensions and trailers is served, and the next request too")
+    c.close()
 
     # HTTP/1.0 without keep-alive: one reply, then close.
     c = Conn(ctx, port)
