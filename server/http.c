@@ -17,10 +17,12 @@
  * A request's life: the read callback reads what the socket has (a bounded
  * number of records), parses every complete request out of it (http1.c),
  * and queues each on its connection with the time its bytes were read.  No
- * handler runs there.  The work runs in slices (on_work): one request per
- * connection in turn, connections that just became busy first (a queue of
- * new connections before the queue of those with a backlog, as fq_codel's
- * new flows, which keep a place among the old for one round once served),
+ * handler runs there.  The work runs in slices (on_work): client identities
+ * in turn (flows: a client does not get more by opening more connections),
+ * and within one its connections in turn; identities and connections that
+ * just became busy first (a queue of new ones before the queue of those
+ * with a backlog, as fq_codel's new flows, which keep a place among the old
+ * for one round once served),
  * each turn serving its requests for up to TURN_US (so that
  * its replies can leave together), for at most SLICE_US (or SLICE_MAX
  * requests) in all.  A connection's replies leave at the end of its turn
@@ -129,6 +131,7 @@ static const char session_ctx_id[] = "lurk-keyserver";
 
 typedef struct lurk_srv_loop lurk_srv_loop;
 typedef struct lurk_srv_conn lurk_srv_conn;
+typedef struct lurk_srv_flow lurk_srv_flow;
 
 /* One parsed request, queued on its connection. */
 typedef struct lurk_srv_req {
@@ -149,11 +152,29 @@ typedef struct lurk_srv_req {
 enum { CONN_HANDSHAKE = 0, CONN_OPEN, CONN_LINGER };
 enum { RUNQ_NONE = 0, RUNQ_NEW, RUNQ_OLD };
 
+/* One client identity's connections with work, in one loop: the loop serves
+ * identities in turn, and each identity's connections in turn. */
+struct lurk_srv_flow {
+    lurk_srv_flow *hnext;          /* the loop's table */
+    lurk_srv_flow *rprev;          /* the loop's run queue of identities */
+    lurk_srv_flow *rnext;
+    int runq;
+    int refs;                      /* connections of this identity in the loop */
+    lurk_srv_conn *new_head;       /* its connections' run queues */
+    lurk_srv_conn *new_tail;
+    lurk_srv_conn *old_head;
+    lurk_srv_conn *old_tail;
+    char id[];
+};
+
+#define FLOW_BUCKETS 64
+
 struct lurk_srv_conn {
     lurk_srv_loop *loop;
     lurk_srv_conn *prev;           /* the loop's connections */
     lurk_srv_conn *next;
-    lurk_srv_conn *rprev;          /* the run queue it is on (runq) */
+    lurk_srv_flow *flow;           /* its identity's (NULL until admitted) */
+    lurk_srv_conn *rprev;          /* the run queue it is on (runq), its flow's */
     lurk_srv_conn *rnext;
     int runq;
     int dirty;                     /* answered in this slice, not flushed */
@@ -242,10 +263,11 @@ struct lurk_srv_loop {
     unsigned long hs_unlogged;
     unsigned hs_logged;            /* lines in the current interval */
     time_t last_cap_log;
-    lurk_srv_conn *new_head;       /* run queues: new first, then old */
-    lurk_srv_conn *new_tail;
-    lurk_srv_conn *old_head;
-    lurk_srv_conn *old_tail;
+    lurk_srv_flow *flows[FLOW_BUCKETS];
+    lurk_srv_flow *fnew_head;      /* identities with work: new first, then old */
+    lurk_srv_flow *fnew_tail;
+    lurk_srv_flow *fold_head;
+    lurk_srv_flow *fold_tail;
     struct event *work_ev;         /* one slice of work */
     int work_sched;
     int in_work;
@@ -566,15 +588,103 @@ static void ident_release(LURK_SRV_HTTP *h, const char *id)
     pthread_mutex_unlock(&h->ident_lock);
 }
 
-static void runq_remove(lurk_srv_conn *c)
-{
-    lurk_srv_loop *l = c->loop;
-    lurk_srv_conn **head = c->runq == RUNQ_NEW ? &l->new_head : &l->old_head;
-    lurk_srv_conn **tail = c->runq == RUNQ_NEW ? &l->new_tail : &l->old_tail;
+/* ---- run queues: identities in turn, their connections in turn ------------ */
 
-    if (c->runq == RUNQ_NONE) {
+static void flow_q_remove(lurk_srv_loop *l, lurk_srv_flow *f)
+{
+    lurk_srv_flow **head = f->runq == RUNQ_NEW ? &l->fnew_head : &l->fold_head;
+    lurk_srv_flow **tail = f->runq == RUNQ_NEW ? &l->fnew_tail : &l->fold_tail;
+
+    if (f->runq == RUNQ_NONE) {
         return;
     }
+    if (f->rprev != NULL) {
+        f->rprev->rnext = f->rnext;
+    } else {
+        *head = f->rnext;
+    }
+    if (f->rnext != NULL) {
+        f->rnext->rprev = f->rprev;
+    } else {
+        *tail = f->rprev;
+    }
+    f->rprev = f->rnext = NULL;
+    f->runq = RUNQ_NONE;
+}
+
+static void flow_q_push(lurk_srv_loop *l, lurk_srv_flow *f, int which)
+{
+    lurk_srv_flow **head = which == RUNQ_NEW ? &l->fnew_head : &l->fold_head;
+    lurk_srv_flow **tail = which == RUNQ_NEW ? &l->fnew_tail : &l->fold_tail;
+
+    f->rnext = NULL;
+    f->rprev = *tail;
+    if (*tail != NULL) {
+        (*tail)->rnext = f;
+    } else {
+        *head = f;
+    }
+    *tail = f;
+    f->runq = which;
+}
+
+/* The loop's flow for identity id, one more reference; NULL: no memory. */
+static lurk_srv_flow *flow_get(lurk_srv_loop *l, const char *id)
+{
+    uint32_t hash = 2166136261u; /* FNV-1a */
+    lurk_srv_flow *f;
+    size_t len = strlen(id) + 1;
+
+    for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++) {
+        hash = (hash ^ *p) * 16777619u;
+    }
+    for (f = l->flows[hash % FLOW_BUCKETS]; f != NULL; f = f->hnext) {
+        if (strcmp(f->id, id) == 0) {
+            f->refs++;
+            return f;
+        }
+    }
+    f = calloc(1, sizeof(*f) + len);
+    if (f == NULL) {
+        return NULL;
+    }
+    memcpy(f->id, id, len);
+    f->refs = 1;
+    f->hnext = l->flows[hash % FLOW_BUCKETS];
+    l->flows[hash % FLOW_BUCKETS] = f;
+    return f;
+}
+
+static void flow_put(lurk_srv_loop *l, lurk_srv_flow *f)
+{
+    lurk_srv_flow **pp;
+
+    if (f == NULL || --f->refs > 0) {
+        return;
+    }
+    flow_q_remove(l, f); /* empty by now: its connections left its queues */
+    for (size_t b = 0; b < FLOW_BUCKETS; b++) {
+        for (pp = &l->flows[b]; *pp != NULL; pp = &(*pp)->hnext) {
+            if (*pp == f) {
+                *pp = f->hnext;
+                free(f);
+                return;
+            }
+        }
+    }
+}
+
+static void runq_remove(lurk_srv_conn *c)
+{
+    lurk_srv_flow *f = c->flow;
+    lurk_srv_conn **head;
+    lurk_srv_conn **tail;
+
+    if (c->runq == RUNQ_NONE || f == NULL) {
+        return;
+    }
+    head = c->runq == RUNQ_NEW ? &f->new_head : &f->old_head;
+    tail = c->runq == RUNQ_NEW ? &f->new_tail : &f->old_tail;
     if (c->rprev != NULL) {
         c->rprev->rnext = c->rnext;
     } else {
@@ -587,14 +697,22 @@ static void runq_remove(lurk_srv_conn *c)
     }
     c->rprev = c->rnext = NULL;
     c->runq = RUNQ_NONE;
+    if (f->new_head == NULL && f->old_head == NULL) {
+        flow_q_remove(c->loop, f);
+    }
 }
 
 static void runq_push(lurk_srv_conn *c, int which)
 {
-    lurk_srv_loop *l = c->loop;
-    lurk_srv_conn **head = which == RUNQ_NEW ? &l->new_head : &l->old_head;
-    lurk_srv_conn **tail = which == RUNQ_NEW ? &l->new_tail : &l->old_tail;
+    lurk_srv_flow *f = c->flow;
+    lurk_srv_conn **head;
+    lurk_srv_conn **tail;
 
+    if (f == NULL) {
+        return; /* not admitted: never has requests */
+    }
+    head = which == RUNQ_NEW ? &f->new_head : &f->old_head;
+    tail = which == RUNQ_NEW ? &f->new_tail : &f->old_tail;
     c->rnext = NULL;
     c->rprev = *tail;
     if (*tail != NULL) {
@@ -604,15 +722,38 @@ static void runq_push(lurk_srv_conn *c, int which)
     }
     *tail = c;
     c->runq = which;
+    if (f->runq == RUNQ_NONE) {
+        flow_q_push(c->loop, f, which);
+    }
 }
 
+/* The connection the next runq_pop returns, or NULL. */
+static lurk_srv_conn *runq_peek(const lurk_srv_loop *l)
+{
+    const lurk_srv_flow *f = l->fnew_head != NULL ? l->fnew_head : l->fold_head;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    return f->new_head != NULL ? f->new_head : f->old_head;
+}
+
+/* The next identity's next connection; the identity then goes to the end
+ * of the old queue, so that the next pop is another identity's turn. */
 static lurk_srv_conn *runq_pop(lurk_srv_loop *l, int *was_new)
 {
-    lurk_srv_conn *c = l->new_head != NULL ? l->new_head : l->old_head;
+    lurk_srv_flow *f = l->fnew_head != NULL ? l->fnew_head : l->fold_head;
+    lurk_srv_conn *c;
 
-    *was_new = c != NULL && c->runq == RUNQ_NEW;
-    if (c != NULL) {
-        runq_remove(c);
+    if (f == NULL) {
+        return NULL;
+    }
+    c = f->new_head != NULL ? f->new_head : f->old_head;
+    *was_new = c->runq == RUNQ_NEW;
+    runq_remove(c);
+    if (f->runq != RUNQ_NONE) {
+        flow_q_remove(l, f);
+        flow_q_push(l, f, RUNQ_OLD);
     }
     return c;
 }
@@ -686,6 +827,8 @@ static void conn_free(lurk_srv_conn *c)
         return;
     }
     runq_remove(c);
+    flow_put(c->loop, c->flow);
+    c->flow = NULL;
     pre_unlink(c);
     if (c->ident_held) {
         ident_release(c->loop->srv, c->identity);
@@ -806,6 +949,11 @@ static int conn_admit(lurk_srv_conn *c)
     struct timeval tv;
     int n;
 
+    c->flow = flow_get(l, c->identity);
+    if (c->flow == NULL) {
+        conn_free(c); /* out of memory */
+        return 0;
+    }
     if (c->peer.authenticated) {
         n = ident_acquire(l->srv, c->identity);
         c->ident_held = n > 0;
@@ -1646,7 +1794,8 @@ static int conn_new(lurk_srv_loop *l, int fd, int is_unix)
         }
         c->state = CONN_OPEN;
         set_ev(c->rev, &c->reading, 1);
-        return conn_admit(c);
+        conn_admit(c); /* frees c on failure; the fd goes with it */
+        return 1;
     } else {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
@@ -1907,7 +2056,7 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
         /* Its replies leave now, before another connection's turn (an
          * RSA-4096 sign) could hold them; a connection that is next again
          * (the only busy one) keeps them for one write at the end. */
-        if (c->dirty || (l->new_head != NULL ? l->new_head : l->old_head) == c) {
+        if (c->dirty || runq_peek(l) == c) {
             if (!c->dirty) {
                 c->dirty = 1;
                 l->dirty[l->n_dirty++] = c;
@@ -1922,7 +2071,7 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
         conn_after_work(c); /* may free c */
     }
     l->n_dirty = 0;
-    if (l->new_head != NULL || l->old_head != NULL) {
+    if (l->fnew_head != NULL || l->fold_head != NULL) {
         l->work_sched = 0;
         loop_schedule(l);
     }

@@ -31,6 +31,9 @@
     limits.py fair DIR PORT RSA4096 P256    P-256 signs on one connection
         while another streams pipelined RSA-4096 signs, one loop: a P-256
         sign waits about one RSA-4096 sign, not the other's backlog
+    limits.py identfair DIR PORT RSA2048    two clients streaming signs,
+        one on 8 connections, one on 1: identities are served in turn, so
+        both get about as much done
 """
 import json
 import os
@@ -612,6 +615,62 @@ def fair(d, port, rsa4096, p256, depth=16, samples=40):
           "RSA-4096 sign %.1f ms, backlog %d signs)" % (p50 * 1000, t4096 * 1000, depth))
 
 
+def identfair(d, port, rsa2048, n_conns=8, depth=4, seconds=3.0):
+    """One client streams RSA-2048 signs on n_conns connections, another on
+    one connection, both with depth signs in flight, one loop: identities
+    are served in turn, so the second gets about as many signs done as the
+    first (served connection by connection it would get 1 / (n_conns + 1))."""
+    ctx = tls_context(d)
+    octx = ssl.create_default_context(cafile=os.path.join(d, "ca.crt"))
+    octx.load_cert_chain(os.path.join(d, "other-client.crt"), os.path.join(d, "other-client.key"))
+    stop = threading.Event()
+    done = {"busy": 0, "other": 0}
+    counts = {}
+    lock = threading.Lock()
+
+    def stream(who, cx, k):
+        s = Conn(cx, port)
+        inflight = 0
+        i = 0
+        while not stop.is_set() or inflight > 0:
+            while inflight < depth and not stop.is_set():
+                s.send(request_bytes("Sign", sign_body(rsa2048), "%s-%d-%d" % (who, k, i)))
+                i += 1
+                inflight += 1
+            st = s.response()[0]
+            inflight -= 1
+            with lock:
+                if st == 200 and not stop.is_set():
+                    counts[who] = counts.get(who, 0) + 1
+                elif st == 503:
+                    done["busy"] += 1
+                elif st != 200:
+                    done["other"] += 1
+        s.close()
+
+    ths = [threading.Thread(target=stream, args=("busy", ctx, k)) for k in range(n_conns)]
+    ths.append(threading.Thread(target=stream, args=("other", octx, 0)))
+    for th in ths:
+        th.start()
+    time.sleep(0.5)         # warm up; then count over a fixed window
+    with lock:
+        counts.clear()
+    time.sleep(seconds)
+    with lock:
+        a, b = counts.get("busy", 0), counts.get("other", 0)
+    stop.set()
+    for th in ths:
+        th.join()
+    print("in %.1f s: the client with %d connections got %d RSA-2048 signs, the client with "
+          "one connection %d (ratio %.2f); 503: %d" % (seconds, n_conns, a, b,
+                                                       b / a if a else 0, done["busy"]),
+          flush=True)
+    check(a > 0 and b > 0 and done["other"] == 0, "both clients were served")
+    check(b >= 0.6 * a, "the client with one connection gets about as much done as the one "
+          "with %d (%d against %d; connection by connection it would be 1/%d)"
+          % (n_conns, b, a, n_conns + 1))
+
+
 def drain(d, pid, port, keyid, n=40):
     ctx = tls_context(d)
     c = Conn(ctx, port)
@@ -671,6 +730,8 @@ elif mode == "drain":
     drain(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
 elif mode == "unix":
     unix(sys.argv[2], sys.argv[3])
+elif mode == "identfair":
+    identfair(sys.argv[2], int(sys.argv[3]), sys.argv[4])
 elif mode == "fair":
     fair(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
 sys.exit(exit_status())

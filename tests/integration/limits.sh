@@ -81,6 +81,7 @@ ks_stop
 with_limits "queue_max_ms = 10000"
 ks_start "$dir" >/dev/null
 python3 "$py" fair "$dir" "$KS_PORT" "$rsa" "$p256"
+python3 "$py" identfair "$dir" "$KS_PORT" "$rsa2048"
 ks_stop
 
 with_limits
