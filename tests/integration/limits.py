@@ -479,6 +479,26 @@ def framing(d, port, n_pipe=20):
           "a chunked body with extensions and trailers is served, and the next request too")
     c.close()
 
+    # Every refusal the front made above is audited, as the handler's are,
+    # with its reason and without the request's bytes.
+    want = {400: "Transfer-Encoding other than chunked", 404: "no such resource",
+            413: "request body too large"}
+    seen = {}
+    end = time.monotonic() + 5
+    while time.monotonic() < end and len(seen) < len(want):
+        with open(os.path.join(d, "audit.log")) as f:
+            for line in f:
+                rec = json.loads(line)
+                for st, text in want.items():
+                    if rec.get("status") == st and text in rec.get("detail", ""):
+                        seen[st] = rec
+        time.sleep(0.05)
+    check(sorted(seen) == sorted(want),
+          "the front's own refusals (400, 404, 413) have audit lines with their reasons (%s)"
+          % sorted(seen))
+    check(all('{"PingRequest"' not in json.dumps(r) for r in seen.values()),
+          "and no request bytes in them")
+
     # HTTP/1.0 without keep-alive: one reply, then close.
     c = Conn(ctx, port)
     c.send(b"POST /.well-known/lurk HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload)
