@@ -41,7 +41,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -118,46 +117,6 @@ static const char *lurk_h_ossl_md(lurk_md md)
     }
 }
 
-/* The last second formatted by this thread: requests come many a second,
- * so calendar conversion and strftime run once a second per loop. */
-static __thread struct {
-    time_t sec;
-    size_t len; /* 0: nothing formatted yet */
-    char text[24];
-} lurk_h_clock;
-
-void lurk_srv_audit_time(lurk_srv_audit_rec *rec)
-{
-    struct timespec ts;
-    struct tm tm;
-    int ms;
-    size_t n;
-
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
-        return;
-    }
-    if (lurk_h_clock.len == 0 || lurk_h_clock.sec != ts.tv_sec) {
-        lurk_h_clock.len = 0;
-        if (gmtime_r(&ts.tv_sec, &tm) == NULL) {
-            return;
-        }
-        n = strftime(lurk_h_clock.text, sizeof(lurk_h_clock.text), "%Y-%m-%dT%H:%M:%S", &tm);
-        if (n == 0 || n + 6 > sizeof(rec->time)) {
-            return;
-        }
-        lurk_h_clock.sec = ts.tv_sec;
-        lurk_h_clock.len = n;
-    }
-    n = lurk_h_clock.len;
-    ms = (int)(ts.tv_nsec / 1000000L);
-    memcpy(rec->time, lurk_h_clock.text, n);
-    rec->time[n] = '.';
-    rec->time[n + 1] = (char)('0' + ms / 100);
-    rec->time[n + 2] = (char)('0' + ms / 10 % 10);
-    rec->time[n + 3] = (char)('0' + ms % 10);
-    rec->time[n + 4] = 'Z';
-    rec->time[n + 5] = '\0';
-}
 
 static void lurk_h_audit_alg(lurk_srv_audit_rec *rec, const lurk_request *req)
 {

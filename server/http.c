@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * http.c - the key server's network front: listeners, mutual TLS, HTTP/1.1,
- * event loops, limits, queueing and peer identity.  It hands each request
- * body to the pure handler and writes what comes back; it knows no field of
- * the protocol.  The request head parser is http1.c.
+ * http.c - the key server's network front: the HTTP/1.1 exchange over
+ * mutual TLS, event loops, limits, admission and queueing.  It hands each
+ * request body to the pure handler and writes what comes back; it knows no
+ * field of the protocol.  The request parser is http1.c, the TLS context
+ * and peer identity tls.c, the listening sockets listen.c, the log log.c.
  *
  * Threads: `threads` event loops, each with its own event_base and
  * listening sockets (SO_REUSEPORT, so the kernel spreads connections and no
@@ -82,7 +83,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -94,9 +94,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,7 +104,6 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#define LISTEN_BACKLOG 1024
 #define ACCEPT_MAX 32              /* accepts per listener callback */
 #define LOOP_PRIO_WORK 1           /* I/O, timers and slices: libevent's default */
 #define LOOP_PRIO_IDLE 2
@@ -126,8 +123,6 @@
 #define READ_CHUNK 16384           /* room made before each read: one record */
 #define QUEUE_HIGH 256             /* requests queued on a connection: stop reading */
 #define OUT_HIGH (256 * 1024)      /* unsent reply bytes: stop serving the connection */
-
-static const char session_ctx_id[] = "lurk-keyserver";
 
 typedef struct lurk_srv_loop lurk_srv_loop;
 typedef struct lurk_srv_conn lurk_srv_conn;
@@ -353,77 +348,6 @@ static int grow(char **buf, size_t *cap, size_t len, size_t n)
     return 1;
 }
 
-/* ---- TLS ------------------------------------------------------------------ */
-
-lurk_err lurk_srv_tls_ctx_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx, SSL_CTX **out,
-                              char *why, size_t whylen)
-{
-    SSL_CTX *ctx = NULL;
-    STACK_OF(X509_NAME) *cas = NULL;
-    char reason[256];
-    lurk_err err = LURK_ERR_CONFIG;
-
-    *out = NULL;
-    ERR_clear_error();
-    ctx = SSL_CTX_new_ex(libctx, NULL, TLS_server_method());
-    if (ctx == NULL) {
-        lurk_why(why, whylen, "cannot create a TLS context: %s",
-                 lurk_srv_ossl_reason(reason, sizeof(reason)));
-        err = LURK_ERR_INTERNAL;
-        goto end;
-    }
-    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
-        lurk_why(why, whylen, "cannot require TLS 1.2");
-        err = LURK_ERR_INTERNAL;
-        goto end;
-    }
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (SSL_CTX_use_certificate_chain_file(ctx, conf->tls_cert) != 1) {
-        lurk_why(why, whylen, "%s, [keyserver] tls_cert %s: %s", conf->path, conf->tls_cert,
-                 lurk_srv_ossl_reason(reason, sizeof(reason)));
-        goto end;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, conf->tls_key, SSL_FILETYPE_PEM) != 1) {
-        lurk_why(why, whylen, "%s, [keyserver] tls_key %s: %s", conf->path, conf->tls_key,
-                 lurk_srv_ossl_reason(reason, sizeof(reason)));
-        goto end;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        lurk_why(why, whylen, "%s: tls_key %s does not match tls_cert %s", conf->path,
-                 conf->tls_key, conf->tls_cert);
-        goto end;
-    }
-    if (SSL_CTX_load_verify_file(ctx, conf->client_ca) != 1) {
-        lurk_why(why, whylen, "%s, [keyserver] client_ca %s: %s", conf->path, conf->client_ca,
-                 lurk_srv_ossl_reason(reason, sizeof(reason)));
-        goto end;
-    }
-    cas = SSL_load_client_CA_file_ex(conf->client_ca, libctx, NULL);
-    if (cas == NULL) {
-        lurk_why(why, whylen, "%s, [keyserver] client_ca %s: no CA certificate in it",
-                 conf->path, conf->client_ca);
-        goto end;
-    }
-    SSL_CTX_set_client_CA_list(ctx, cas);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    SSL_CTX_set_verify_depth(ctx, 8);
-    /* Resumption: tickets (TLS 1.3 and 1.2) and the server-side cache; the
-     * id context is required once client certificates are verified. */
-    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)session_ctx_id,
-                                   sizeof(session_ctx_id) - 1);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-    SSL_CTX_sess_set_cache_size(ctx, 20000);
-    SSL_CTX_set_timeout(ctx, 3600);
-    SSL_CTX_set_num_tickets(ctx, 1);
-    *out = ctx;
-    ctx = NULL;
-    err = LURK_OK;
-
-end:
-    ERR_clear_error();
-    SSL_CTX_free(ctx);
-    return err;
-}
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -906,31 +830,10 @@ static void linger_read(lurk_srv_conn *c)
     conn_free(c);
 }
 
-/* Identity and address, once per connection. */
+/* Identity, once per connection (tls.c). */
 static void conn_peer_tls(lurk_srv_conn *c)
 {
-    X509 *crt;
-    X509_NAME *subj;
-    int i;
-
-    crt = SSL_get0_peer_certificate(c->ssl);
-    if (crt == NULL || SSL_get_verify_result(c->ssl) != X509_V_OK) {
-        return;
-    }
-    subj = X509_get_subject_name(crt);
-    i = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
-    if (i >= 0) {
-        const ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
-        unsigned char *utf8 = NULL;
-        int n = ASN1_STRING_to_UTF8(&utf8, s);
-
-        if (n > 0 && (size_t)n < sizeof(c->identity) && memchr(utf8, '\0', (size_t)n) == NULL) {
-            memcpy(c->identity, utf8, (size_t)n);
-            c->identity[n] = '\0';
-        }
-        OPENSSL_free(utf8);
-    }
-    c->peer.authenticated = 1;
+    c->peer.authenticated = lurk_srv_tls_peer(c->ssl, c->identity, sizeof(c->identity));
 }
 
 /*
@@ -1027,29 +930,6 @@ static void conn_hs_failed(lurk_srv_conn *c, atomic_ulong *counter, const char *
     }
 }
 
-/* The reason of a failed handshake, and which setting it points to. */
-static void conn_hs_reason(lurk_srv_conn *c, int ssl_err, char *reason, size_t len,
-                           const char **fix)
-{
-    long vr = SSL_get_verify_result(c->ssl);
-    unsigned long e = ERR_peek_error();
-
-    *fix = "";
-    if (vr != X509_V_OK) {
-        snprintf(reason, len, "client certificate not accepted: %s",
-                 X509_verify_cert_error_string(vr));
-        *fix = "(client certificates must chain to the key server's client_ca)";
-    } else if (e != 0 && ERR_reason_error_string(e) != NULL) {
-        snprintf(reason, len, "%s", ERR_reason_error_string(e));
-        if (ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
-            *fix = "(lurk clients need a certificate from client_ca)";
-        }
-    } else if (ssl_err == SSL_ERROR_SYSCALL || ssl_err == SSL_ERROR_ZERO_RETURN) {
-        snprintf(reason, len, "connection closed during the handshake");
-    } else {
-        snprintf(reason, len, "TLS error %d", ssl_err);
-    }
-}
 
 static void conn_handshake(lurk_srv_conn *c)
 {
@@ -1082,7 +962,7 @@ static void conn_handshake(lurk_srv_conn *c)
         char reason[200];
         const char *fix;
 
-        conn_hs_reason(c, SSL_get_error(c->ssl, r), reason, sizeof(reason), &fix);
+        lurk_srv_tls_failure(c->ssl, SSL_get_error(c->ssl, r), reason, sizeof(reason), &fix);
         conn_hs_failed(c, &c->loop->srv->hs_failed, reason, fix);
         ERR_clear_error();
         conn_free(c);
@@ -2210,120 +2090,7 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-/* ---- listeners ------------------------------------------------------------ */
-
-/*
- * A listening socket for host:port.  reuseport 0 makes a probe: every loop
- * binds its own socket with SO_REUSEPORT, which would also let a second
- * server started by mistake share the port silently; an exclusive bind
- * first makes that an "address in use" error.
- */
-static evutil_socket_t bind_tcp(const char *host, int port, int reuseport, int defer_s,
-                                int *bound_port, char *why, size_t whylen)
-{
-    struct addrinfo hints;
-    struct addrinfo *ai = NULL;
-    char portstr[16];
-    evutil_socket_t fd = -1;
-    int one = 1;
-    int rc;
-    struct sockaddr_storage ss;
-    socklen_t sslen = sizeof(ss);
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    rc = getaddrinfo(host, portstr, &hints, &ai);
-    if (rc != 0) {
-        lurk_why(why, whylen, "listen %s:%d: %s", host, port, gai_strerror(rc));
-        goto end;
-    }
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-        lurk_why(why, whylen, "listen %s:%d: socket: %s", host, port, strerror(errno));
-        goto end;
-    }
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0
-        || (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)) {
-        lurk_why(why, whylen, "listen %s:%d: setsockopt: %s", host, port, strerror(errno));
-        goto fail;
-    }
-    /* accepted sockets inherit it on Linux; conn_new sets it again */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    /* A connection is accepted only once its first bytes (the ClientHello)
-     * are in: a bare TCP connection never reaches the event loop, and a
-     * client's ClientHello is read in the same turn as its accept. */
-    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
-        lurk_why(why, whylen, "listen %s:%d: %s", host, port, strerror(errno));
-        goto fail;
-    }
-    if (getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
-        lurk_why(why, whylen, "listen %s:%d: getsockname: %s", host, port, strerror(errno));
-        goto fail;
-    }
-    *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                 : ((struct sockaddr_in *)&ss)->sin_port);
-    goto end;
-
-fail:
-    close(fd);
-    fd = -1;
-end:
-    if (ai != NULL) {
-        freeaddrinfo(ai);
-    }
-    return fd;
-}
-
-static evutil_socket_t bind_unix(const char *path, char *why, size_t whylen)
-{
-    struct sockaddr_un sun;
-    struct stat st;
-    evutil_socket_t fd = -1;
-    mode_t old;
-
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sun.sun_path)) {
-        lurk_why(why, whylen, "unix_socket %s: path too long", path);
-        goto end;
-    }
-    memcpy(sun.sun_path, path, strlen(path));
-    /* a socket left by a previous run; anything else is never removed */
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            lurk_why(why, whylen, "unix_socket %s: exists and is not a socket", path);
-            goto end;
-        }
-        unlink(path);
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        lurk_why(why, whylen, "unix_socket %s: %s", path, strerror(errno));
-        goto end;
-    }
-    old = umask(0117);
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-        umask(old);
-        lurk_why(why, whylen, "unix_socket %s: %s", path, strerror(errno));
-        close(fd);
-        fd = -1;
-        goto end;
-    }
-    umask(old);
-    if (chmod(path, 0660) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
-        lurk_why(why, whylen, "unix_socket %s: %s", path, strerror(errno));
-        close(fd);
-        fd = -1;
-        unlink(path);
-    }
-
-end:
-    return fd;
-}
+/* ---- event bases and listeners (sockets: listen.c) ------------------------ */
 
 /* Each base is used by its own thread only (no locks); the changelist
  * folds the enable/disable pairs of a request into fewer epoll_ctl calls. */
@@ -2347,15 +2114,6 @@ static struct event_base *new_base(void)
         base = NULL;
     }
     return base;
-}
-
-static void format_addr(char *out, size_t len, const char *host, int port)
-{
-    if (strchr(host, ':') != NULL) {
-        snprintf(out, len, "[%s]:%d", host, port);
-    } else {
-        snprintf(out, len, "%s:%d", host, port);
-    }
 }
 
 static int loop_listen(lurk_srv_loop *l, int fd, int is_unix)
@@ -2468,14 +2226,14 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
 
             lurk_srv_split_addr(conf->listen[j], host, sizeof(host), &port);
             if (i == 0 && ports[j] != 0) {
-                fd = bind_tcp(host, ports[j], 0, h->lim.handshake_timeout, &bound, why, whylen);
+                fd = lurk_srv_listen_tcp(host, ports[j], 0, h->lim.handshake_timeout, &bound, why, whylen);
                 if (fd < 0) {
                     err = LURK_ERR_IO;
                     goto end;
                 }
                 close(fd);
             }
-            fd = bind_tcp(host, ports[j], 1, h->lim.handshake_timeout, &bound, why, whylen);
+            fd = lurk_srv_listen_tcp(host, ports[j], 1, h->lim.handshake_timeout, &bound, why, whylen);
             if (fd < 0) {
                 err = LURK_ERR_IO;
                 goto end;
@@ -2487,11 +2245,11 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
             }
             if (i == 0 && j == 0) {
                 h->port = bound;
-                format_addr(h->addr, sizeof(h->addr), host, bound);
+                lurk_srv_format_addr(h->addr, sizeof(h->addr), host, bound);
             }
         }
         if (i == 0 && conf->unix_socket != NULL) {
-            evutil_socket_t fd = bind_unix(conf->unix_socket, why, whylen);
+            evutil_socket_t fd = lurk_srv_listen_unix(conf->unix_socket, why, whylen);
 
             if (fd < 0) {
                 err = LURK_ERR_IO;
