@@ -149,6 +149,8 @@ def cases(key):
 
 # the SECLEVEL=0 servers exist for the legacy rows; these show they work at all
 SEC0_BASIC = {"t13-default", "t12-ecdhe", "t12-dhe", "t12-rsa"}
+# rows that must succeed with both variants on every server and key
+ANCHORS = {"t13-default", "t12-ecdhe"}
 
 
 def rows(servers):
@@ -292,15 +294,22 @@ def main():
 
     used = {n: 0 for n, _, _ in refusals}
     groups = {}
-    diffs, refused = [], []
+    diffs, refused, broken = [], [], []
+    dump = open(os.path.join(a.work, "rows.tsv"), "w") if a.work else None
     for r in matrix:
         row = r[:4]
         fo, ftext = results[(row, "file")]
         lo, ltext = results[(row, "lurk")]
-        g = groups.setdefault(row[:3], [0, 0, 0, 0])
+        if dump:
+            dump.write("\t".join(list(row) + [fo, lo]) + "\n")
+        # anchors: the plain handshakes must work, or the matrix proves nothing
+        if row[3] in ANCHORS and not (fo.startswith("ok") and lo.startswith("ok")):
+            broken.append((row, fo, lo))
+        g = groups.setdefault(row[:3], [0, 0, 0, 0, 0])
         g[0] += 1
         if fo == lo:
             g[1] += 1
+            g[4] += fo.startswith("ok")
             continue
         entry = next((e for e in refusals if matches(e, row)), None)
         if entry and lo.startswith(("FAIL", "TIMEOUT")):
@@ -316,9 +325,12 @@ def main():
                 with open("%s.%s.out" % (base, var), "w") as f:
                     f.write(text)
 
-    for (server, key, client), (n, same, ref, diff) in sorted(groups.items()):
-        print("%-14s %-8s %-10s %3d rows: %3d identical, %2d refused, %2d different%s" % (
-            server, key, client, n, same, ref, diff, "  <--" if diff else ""))
+    if dump:
+        dump.close()
+    for (server, key, client), (n, same, ref, diff, nok) in sorted(groups.items()):
+        print("%-14s %-8s %-10s %3d rows: %3d identical (%2d ok, %2d fail), %2d refused, "
+              "%2d different%s" % (server, key, client, n, same, nok, same - nok, ref, diff,
+                                   "  <--" if diff else ""))
 
     def table(title, items):
         print("\n%s (%d):" % (title, len(items)))
@@ -330,6 +342,9 @@ def main():
         table("documented refusals", refused)
     if diffs:
         table("DIFFERENCES", diffs)
+    if broken:
+        table("BROKEN: plain handshakes (%s) that did not succeed" % ", ".join(sorted(ANCHORS)),
+              broken)
     stale = [(n, g, why) for n, g, why in refusals if used[n] == 0]
     if stale and not a.only:
         print("\nSTALE refusal entries (%s: they excuse no difference):" % a.refusals)
@@ -343,7 +358,7 @@ def main():
               len(matrix), len(matrix) - len(diffs) - len(refused), len(refused), len(diffs),
               ", %d stale refusal entries" % len(stale) if stale else "",
               2 * len(matrix), elapsed, a.jobs))
-    return 1 if diffs or stale or not matrix else 0
+    return 1 if diffs or stale or broken or not matrix else 0
 
 
 if __name__ == "__main__":

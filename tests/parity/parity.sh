@@ -43,6 +43,14 @@ else
     exit 1
 fi
 
+# The servers' config: web_write_ossl_cnf's, with a lurk-timeout far above any
+# handshake's so that a loaded machine cannot turn a slow answer into a
+# difference (both variants load the same file).
+PARITY_CNF=$WEB_WORK/openssl-parity.cnf
+sed -e 's/^ *lurk-timeout *=.*$/lurk-timeout = 10000/' "$WEB_OSSL_CNF" >"$PARITY_CNF"
+check "servers' openssl.cnf with lurk-timeout 10000" grep -q '^lurk-timeout = 10000' "$PARITY_CNF"
+WEB_OSSL_CNF=$PARITY_CNF
+
 DH=$WEB_WORK/ffdhe2048.pem
 check "ffdhe2048 parameters" \
     openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out "$DH"
