@@ -15,6 +15,9 @@
 #   *-sec0         the same with 'DEFAULT:@SECLEVEL=0' (rsa2048 and p256), for
 #                  the legacy rows: SHA-1/SHA-224 TLS 1.2 signatures and the
 #                  TLS 1.2 ClientHello without signature_algorithms
+#   s_server-legacy  s_server-sec0 whose lurk keys are served by a second key
+#                  server where rsa2048 and p256 have legacy_digests = sha1,
+#                  sha224: no refusal applies to its rows
 # DHE uses ffdhe2048 parameters (dhparam) everywhere.  parity.py then runs
 # the handshake matrix (openssl s_client, gnutls-cli; both verify the chain
 # against the test CA) against both variants, compares the outcomes and
@@ -51,6 +54,35 @@ sed -e 's/^ *lurk-timeout *=.*$/lurk-timeout = 10000/' "$WEB_OSSL_CNF" >"$PARITY
 check "servers' openssl.cnf with lurk-timeout 10000" grep -q '^lurk-timeout = 10000' "$PARITY_CNF"
 WEB_OSSL_CNF=$PARITY_CNF
 
+# A second key server with the same keys, where rsa2048 and p256 allow the
+# legacy digests (legacy_digests = sha1, sha224): the s_server-legacy rows
+# use it, and there lurk must sign SHA-1/SHA-224 exactly as the key file does.
+KS_LEGACY_CNF=$KS_DIR/keyserver-legacy.cnf
+awk -v audit="$KS_DIR/audit-legacy.log" '
+    /^audit_log *=/ { print "audit_log = " audit; next }
+    { print }
+    /^\[key_(rsa2048|p256)\]$/ { print "legacy_digests = sha1, sha224" }' \
+    "$KS_DIR/keyserver.cnf" >"$KS_LEGACY_CNF"
+"$LURK_KEYSERVER" --config "$KS_LEGACY_CNF" --listen 127.0.0.1:0 \
+    --port-file "$KS_DIR/port-legacy" >"$WEB_WORK/keyserver-legacy.log" 2>&1 &
+KS_LEGACY_PID=$!
+web_track "$KS_LEGACY_PID"
+for _ in $(seq 1 100); do
+    [ -s "$KS_DIR/port-legacy" ] && break
+    web_alive "$KS_LEGACY_PID" || break
+    sleep 0.1
+done
+if [ -s "$KS_DIR/port-legacy" ]; then
+    ok "key server with legacy_digests on 127.0.0.1:$(cat "$KS_DIR/port-legacy") (pid $KS_LEGACY_PID)"
+else
+    fail "key server with legacy_digests starts" "$WEB_WORK/keyserver-legacy.log"
+    web_finish
+    exit 1
+fi
+LEGACY_CNF=$WEB_WORK/openssl-parity-legacy.cnf
+sed -e "s|^ *lurk-servers *=.*$|lurk-servers = https://127.0.0.1:$(cat "$KS_DIR/port-legacy")|" \
+    "$PARITY_CNF" >"$LEGACY_CNF"
+
 DH=$WEB_WORK/ffdhe2048.pem
 check "ffdhe2048 parameters" \
     openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out "$DH"
@@ -86,10 +118,11 @@ SS_DIR=$WEB_WORK/s_server
 mkdir -p "$SS_DIR"
 SS_LIST=()
 ss_start() { # NAME KEY VARIANT ARGS...
-    local name=$1 key=$2 var=$3 out
+    local name=$1 key=$2 var=$3 out cnf=$WEB_OSSL_CNF
     shift 3
     out=$SS_DIR/$name-$key-$var
-    OPENSSL_CONF=$WEB_OSSL_CNF openssl s_server -accept 127.0.0.1:0 -www \
+    [ "$name" = s_server-legacy ] && cnf=$LEGACY_CNF
+    OPENSSL_CONF=$cnf openssl s_server -accept 127.0.0.1:0 -www \
         -cert "$KS_DIR/$key.crt" -key "$(key_path "$key" "$var")" -dhparam "$DH" "$@" \
         >"$out.out" 2>"$out.err" </dev/null &
     web_track $!
@@ -103,6 +136,7 @@ done
 for key in $SEC0_KEYS; do
     for var in file lurk; do
         ss_start s_server-sec0 "$key" "$var" -cipher 'DEFAULT:@SECLEVEL=0'
+        ss_start s_server-legacy "$key" "$var" -cipher 'DEFAULT:@SECLEVEL=0'
     done
 done
 ss_ok=1
@@ -240,10 +274,29 @@ fi
 sleep 0.2
 ds=$(($(web_audit_count Sign) - s0))
 dd=$(($(web_audit_count Decrypt) - d0))
-if [ "$ds" -gt 0 ] && { [ -n "${PARITY_ONLY:-}" ] || [ "$dd" -gt 0 ]; }; then
+if [ -n "${PARITY_ONLY:-}" ] || { [ "$ds" -gt 0 ] && [ "$dd" -gt 0 ]; }; then
     ok "the key server logged $ds Sign and $dd Decrypt operations"
 else
     fail "the key server logged the lurk rows' operations" "$ds Sign, $dd Decrypt"
+fi
+
+# The refused rows were refused by the key server's policy (403, the
+# legacy_digests setting), and the s_server-legacy rows were signed by its own
+# key server (200).
+legacy_audit() { # FILE DIGEST STATUS: audit lines of DIGEST signatures with STATUS
+    grep -c "/$2\",\"status\":$3," "$1" 2>/dev/null || true
+}
+if [ -z "${PARITY_ONLY:-}" ]; then
+    for dg in sha1 sha224; do
+        n403=$(legacy_audit "$KS_AUDIT" $dg 403)
+        n200=$(legacy_audit "$KS_AUDIT" $dg 200)
+        l200=$(legacy_audit "$KS_DIR/audit-legacy.log" $dg 200)
+        if [ "$n403" -gt 0 ] && [ "$n200" -eq 0 ] && [ "$l200" -gt 0 ]; then
+            ok "$dg signatures: $n403 refused (403) by the default key server, $l200 signed by the legacy_digests one"
+        else
+            fail "$dg signatures: 403 by the default key server ($n403, and $n200 signed), 200 by the legacy_digests one ($l200)"
+        fi
+    done
 fi
 
 # ---- every server survived --------------------------------------------------
@@ -254,6 +307,7 @@ for entry in "${SS_LIST[@]}"; do
 done
 web_alive "$NGX_PID" || dead="$dead nginx"
 web_alive "$HA_PID" || dead="$dead haproxy"
+web_alive "$KS_LEGACY_PID" || dead="$dead keyserver-legacy"
 [ -z "$dead" ] && ok "every server is still running" || fail "servers died:$dead"
 if grep -E 'exited on signal|\[(alert|emerg)\]' "$NGX/logs/error.log" >"$WEB_WORK/ngx-alerts.out"; then
     fail "nginx error.log has no alert/emerg or crashed worker" "$WEB_WORK/ngx-alerts.out"
