@@ -68,6 +68,22 @@ SIG12 = [
     ("ecdsa_secp521r1_sha512", "ecdsa_secp521r1_sha512", "ECDSA-SHA512", False),
     ("ed25519", "ed25519", "EdDSA-Ed25519", False),
 ]
+# client preference lists whose first entry the server cannot or should not
+# use: case name, OpenSSL -sigalgs, gnutls SIGN list, legacy
+SIGLISTS13 = [
+    ("pss_pss-then-rsae", "rsa_pss_pss_sha256:rsa_pss_rsae_sha256",
+     ["RSA-PSS-SHA256", "RSA-PSS-RSAE-SHA256"], False),
+    ("secp384r1-then-secp256r1", "ecdsa_secp384r1_sha384:ecdsa_secp256r1_sha256",
+     ["ECDSA-SECP384R1-SHA384", "ECDSA-SECP256R1-SHA256"], False),
+]
+SIGLISTS12 = [
+    ("pss_pss-then-pkcs1", "rsa_pss_pss_sha256:rsa_pkcs1_sha256",
+     ["RSA-PSS-SHA256", "RSA-SHA256"], False),
+    ("sha1-then-sha256", "RSA+SHA1:ECDSA+SHA1:RSA+SHA256:ECDSA+SHA256",
+     ["RSA-SHA1", "ECDSA-SHA1", "RSA-SHA256", "ECDSA-SHA256"], True),
+    # SHA-224 is allowed at SECLEVEL 2: this one reaches the default servers
+    ("sha224-then-sha256", "RSA+SHA224:ECDSA+SHA224:RSA+SHA256:ECDSA+SHA256", None, False),
+]
 # groups: case name, OpenSSL -groups, gnutls name, TLS 1.2 ECDHE too
 GROUPS = [
     ("x25519", "X25519", "X25519", True),
@@ -119,6 +135,10 @@ def cases(key):
             continue
         out.append(("s_client", "t13-group-" + name, ["-tls1_3", "-groups", ossl], False))
         out.append(("gnutls-cli", "t13-group-" + name, G13 + ":-GROUP-ALL:+GROUP-" + gtls, False))
+    for name, ossl, gtls, _ in SIGLISTS13:
+        out.append(("s_client", "t13-sigs-" + name, ["-tls1_3", "-sigalgs", ossl], False))
+        out.append(("gnutls-cli", "t13-sigs-" + name,
+                    G13 + ":-SIGN-ALL" + "".join(":+SIGN-" + g for g in gtls), False))
     # TLS 1.2, per key exchange
     for kx, ciph, gkx in KX12:
         out.append(("s_client", "t12-" + kx, ["-tls1_2", "-cipher", ciph], False))
@@ -128,7 +148,7 @@ def cases(key):
         if kx == "dhe" and fam != "rsa":
             continue
         for name, ossl, gtls, legacy in SIG12:
-            if not sig12_for(key, name):
+            if not sig12_for(key, name) or (kx == "dhe" and not name.startswith("rsa_")):
                 continue
             c = ciph + (SEC0 if legacy else "")
             out.append(("s_client", "t12-%s-sig-%s" % (kx, name),
@@ -136,6 +156,14 @@ def cases(key):
             if gtls:
                 out.append(("gnutls-cli", "t12-%s-sig-%s" % (kx, name),
                             G12 + ":-KX-ALL:" + gkx + ":-SIGN-ALL:+SIGN-" + gtls, legacy))
+    for name, ossl, gtls, legacy in SIGLISTS12:
+        c = "kECDHE" + (SEC0 if legacy else "")
+        out.append(("s_client", "t12-ecdhe-sigs-" + name,
+                    ["-tls1_2", "-cipher", c, "-sigalgs", ossl], legacy))
+        if gtls:
+            out.append(("gnutls-cli", "t12-ecdhe-sigs-" + name,
+                        G12 + ":-KX-ALL:+ECDHE-RSA:+ECDHE-ECDSA:-SIGN-ALL"
+                        + "".join(":+SIGN-" + g for g in gtls), legacy))
     for name, ossl, gtls, t12 in GROUPS:
         if not t12 or key not in FULL_KEYS:
             continue
@@ -155,6 +183,10 @@ SEC0_BASIC = {"t13-default", "t12-ecdhe", "t12-dhe", "t12-rsa"}
 ANCHORS = {"t13-default", "t12-ecdhe"}
 
 
+def sig_family(name):
+    return "rsa" if name.startswith("rsa_") else "ec" if name.startswith("ecdsa_") else "ed"
+
+
 def rows(servers):
     """Matrix rows: (server, key, client, case, spec) for the servers present."""
     out = []
@@ -165,6 +197,12 @@ def rows(servers):
             # the key takes no part in (EC)DHE, and nginx/haproxy leave the
             # groups to libssl's defaults: the group rows run on s_server
             if "-group-" in case and not server.startswith("s_server"):
+                continue
+            # a scheme of another key type fails in libssl's certificate
+            # choice, before the key is used: s_server covers those
+            # mismatches for every key; nginx/haproxy run their key's own
+            if "-sig-" in case and not server.startswith("s_server") \
+                    and sig_family(case.split("-sig-")[1]) != FAMILY[key]:
                 continue
             out.append((server, key, client, case, spec))
     return out
