@@ -13,6 +13,22 @@ can see, and compares:
   FAIL verify (REASON)                            the chain did not verify
   TIMEOUT                                         no answer within the bound
 
+Rows are named "SERVER KEY CLIENT CASE" (refusals.txt selects them so):
+  SERVER  s_server, nginx, haproxy; *-sec0 the same at SECLEVEL 0;
+          s_server-legacy at SECLEVEL 0 with a key server allowing SHA-1/SHA-224
+  KEY     rsa2048 p256 p384 p521 ed25519
+  CLIENT  s_client, gnutls-cli
+  CASE    t13-default            TLS 1.3, the client's defaults
+          t13-sig-SCHEME         TLS 1.3, only signature scheme SCHEME (IANA name)
+          t13-sigs-A-then-B      TLS 1.3, a preference list
+          t13-group-GROUP        TLS 1.3, only GROUP (x25519 ... ffdhe3072)
+          t12-KX                 TLS 1.2, KX = ecdhe, dhe (ffdhe2048), rsa (static)
+          t12-KX-sig-SCHEME      TLS 1.2 ECDHE/DHE, only SCHEME (incl. *_sha1, *_sha224)
+          t12-ecdhe-sigs-A-then-B  TLS 1.2, a preference list
+          t12-ecdhe-group-GROUP  TLS 1.2 ECDHE, only GROUP
+          t12-noext-KX           TLS 1.2 ClientHello without any extension, so
+                                 without signature_algorithms (gnutls-cli only)
+
 A row whose two outcomes differ is a difference unless an entry of the
 refusal file (see its header) selects it and the lurk outcome is a failure;
 rows of a *-legacy server (its key server allows SHA-1/SHA-224 for the key)

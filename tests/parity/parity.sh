@@ -25,6 +25,7 @@
 #
 # LURK_KEEP=1 keeps the work dir; PARITY_JOBS sets the client worker pool
 # (default 8); PARITY_ONLY=REGEX runs only the matrix rows it matches.
+# shellcheck source=../web/lib.sh
 . "$(dirname "$0")/../web/lib.sh"
 
 web_require nginx haproxy openssl gnutls-cli python3 timeout
@@ -188,6 +189,7 @@ EOF
                 echo "        ssl_certificate     $KS_DIR/$key.crt;"
                 echo "        ssl_certificate_key $(key_path "$key" "$var");"
                 [ $name = nginx-sec0 ] && echo "        ssl_ciphers DEFAULT:@SECLEVEL=0;"
+                # shellcheck disable=SC2028 # nginx reads the \n
                 echo "        location / { return 200 \"parity $key $var\n\"; }"
                 echo "    }"
             done
@@ -308,7 +310,11 @@ done
 web_alive "$NGX_PID" || dead="$dead nginx"
 web_alive "$HA_PID" || dead="$dead haproxy"
 web_alive "$KS_LEGACY_PID" || dead="$dead keyserver-legacy"
-[ -z "$dead" ] && ok "every server is still running" || fail "servers died:$dead"
+if [ -z "$dead" ]; then
+    ok "every server is still running"
+else
+    fail "servers died:$dead"
+fi
 if grep -E 'exited on signal|\[(alert|emerg)\]' "$NGX/logs/error.log" >"$WEB_WORK/ngx-alerts.out"; then
     fail "nginx error.log has no alert/emerg or crashed worker" "$WEB_WORK/ngx-alerts.out"
 else
