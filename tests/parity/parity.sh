@@ -265,9 +265,13 @@ ok "setup in $(($(date +%s) - T0)) s"
 # ---- the matrix -------------------------------------------------------------
 s0=$(web_audit_count Sign)
 d0=$(web_audit_count Decrypt)
-if python3 "$HERE/parity.py" --servers "$SERVERS" --ca "$KS_DIR/ca.crt" \
+# in the background, so that a signal stops it (by its pid) at once
+python3 "$HERE/parity.py" --servers "$SERVERS" --ca "$KS_DIR/ca.crt" \
     --refusals "$HERE/refusals.txt" --jobs "${PARITY_JOBS:-8}" --only "${PARITY_ONLY:-}" \
-    --work "$WEB_WORK/rows"; then
+    --work "$WEB_WORK/rows" &
+PY_PID=$!
+web_track "$PY_PID"
+if wait "$PY_PID"; then
     ok "parity matrix"
 else
     fail "parity matrix"
