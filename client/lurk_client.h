@@ -187,6 +187,10 @@ typedef struct {
 lurk_err lurk_client_cnf_load(const char *file, lurk_client_cnf *out, lurk_detail *d);
 void lurk_client_cnf_clear(lurk_client_cnf *cnf);
 
+/* A fresh request id (22 characters of base64url): unique per process,
+ * thread and fork, not secret. */
+lurk_err lurk_client_new_request_id(char out[LURK_REQUEST_ID_MAX + 1]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -90,8 +90,10 @@ typedef enum {
 } lurk_md;
 
 const char *lurk_md_name(lurk_md md);        /* "sha256", ... */
-lurk_md lurk_md_from_name(const char *name); /* accepts OpenSSL spellings too:
-                                                "SHA256", "SHA2-256", "sha-256" */
+lurk_md lurk_md_from_name(const char *name); /* accepts OpenSSL's spellings and
+                                                the OIDs too: "SHA256", "SHA2-256",
+                                                "sha-256", "2.16.840.1.101.3.4.2.1" */
+const char *lurk_md_ossl_name(lurk_md md);   /* "SHA2-256", ...; NULL for NONE */
 size_t lurk_md_size(lurk_md md);             /* 20, 28, 32, 48, 64; 0 for NONE */
 /* 1 for SHA-1 and SHA-224: a key server signs them only for a key that
  * allows them (legacy_digests), never in TLS 1.3 or for OAEP. */
@@ -176,9 +178,6 @@ void lurk_request_init(lurk_request *req);
 void lurk_request_clear(lurk_request *req);   /* frees + cleanses, re-inits */
 void lurk_response_init(lurk_response *resp);
 void lurk_response_clear(lurk_response *resp);
-
-/* Fill `out` with a fresh random request id (22 chars of base64url). */
-lurk_err lurk_proto_new_request_id(char out[LURK_REQUEST_ID_MAX + 1]);
 
 /* Request: {"<Tx>Request": {...}}.  *json is NUL-terminated, free() it. */
 lurk_err lurk_proto_encode_request(const lurk_request *req, char **json, size_t *len);

@@ -36,6 +36,7 @@
 #include <openssl/rand.h>
 
 #include "lurk_encoding.h"
+#include "lurk_json.h"
 
 /* Member names (seed 000 / seed 001 spelling). */
 #define M_REQUEST_ID "RequestId"
@@ -111,30 +112,29 @@ static const char *const md_names[LURK_MD__COUNT] = {
     [LURK_MD_SHA224] = "sha224",
 };
 
-static const size_t md_sizes[LURK_MD__COUNT] = {
-    [LURK_MD_SHA256] = 32,
-    [LURK_MD_SHA384] = 48,
-    [LURK_MD_SHA512] = 64,
-    [LURK_MD_SHA1] = 20,
-    [LURK_MD_SHA224] = 28,
-};
-
 static const char *const dec_mode_names[LURK_DEC__COUNT] = {
     [LURK_DEC_TLS_PREMASTER] = "tls-premaster",
     [LURK_DEC_OAEP] = "oaep",
 };
 
-/* Other spellings of the digests (OpenSSL's and IANA's), compared without
- * regard to case. */
+/* The digests, for the codec, the provider and the key server alike: size,
+ * OpenSSL's name (for fetching), and every other spelling callers may use
+ * (OpenSSL's, IANA's, the OIDs), compared without regard to case.  The wire
+ * names are md_names above. */
 static const struct {
-    const char *name;
-    lurk_md md;
-} md_aliases[] = {
-    { "sha256", LURK_MD_SHA256 }, { "sha-256", LURK_MD_SHA256 }, { "sha2-256", LURK_MD_SHA256 },
-    { "sha384", LURK_MD_SHA384 }, { "sha-384", LURK_MD_SHA384 }, { "sha2-384", LURK_MD_SHA384 },
-    { "sha512", LURK_MD_SHA512 }, { "sha-512", LURK_MD_SHA512 }, { "sha2-512", LURK_MD_SHA512 },
-    { "sha1", LURK_MD_SHA1 }, { "sha-1", LURK_MD_SHA1 },
-    { "sha224", LURK_MD_SHA224 }, { "sha-224", LURK_MD_SHA224 }, { "sha2-224", LURK_MD_SHA224 },
+    size_t size;
+    const char *ossl;
+    const char *aliases[6];
+} md_info[LURK_MD__COUNT] = {
+    [LURK_MD_SHA256] = { 32, "SHA2-256", { "sha256", "sha-256", "sha2-256",
+                                           "2.16.840.1.101.3.4.2.1", NULL } },
+    [LURK_MD_SHA384] = { 48, "SHA2-384", { "sha384", "sha-384", "sha2-384",
+                                           "2.16.840.1.101.3.4.2.2", NULL } },
+    [LURK_MD_SHA512] = { 64, "SHA2-512", { "sha512", "sha-512", "sha2-512",
+                                           "2.16.840.1.101.3.4.2.3", NULL } },
+    [LURK_MD_SHA1] = { 20, "SHA1", { "sha1", "sha-1", "ssl3-sha1", "1.3.14.3.2.26", NULL } },
+    [LURK_MD_SHA224] = { 28, "SHA2-224", { "sha224", "sha-224", "sha2-224",
+                                           "2.16.840.1.101.3.4.2.4", NULL } },
 };
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -202,9 +202,11 @@ lurk_md lurk_md_from_name(const char *name)
     if (name == NULL) {
         return LURK_MD_NONE;
     }
-    for (size_t i = 0; i < COUNT_OF(md_aliases); i++) {
-        if (strcasecmp(md_aliases[i].name, name) == 0) {
-            return md_aliases[i].md;
+    for (int i = 1; i < LURK_MD__COUNT; i++) {
+        for (size_t j = 0; md_info[i].aliases[j] != NULL; j++) {
+            if (strcasecmp(md_info[i].aliases[j], name) == 0) {
+                return (lurk_md)i;
+            }
         }
     }
     return LURK_MD_NONE;
@@ -212,7 +214,12 @@ lurk_md lurk_md_from_name(const char *name)
 
 size_t lurk_md_size(lurk_md md)
 {
-    return ((int)md > 0 && md < LURK_MD__COUNT) ? md_sizes[md] : 0;
+    return ((int)md > 0 && md < LURK_MD__COUNT) ? md_info[md].size : 0;
+}
+
+const char *lurk_md_ossl_name(lurk_md md)
+{
+    return ((int)md > 0 && md < LURK_MD__COUNT) ? md_info[md].ossl : NULL;
 }
 
 int lurk_md_is_legacy(lurk_md md)
@@ -620,53 +627,6 @@ void lurk_response_clear(lurk_response *resp)
     lurk_response_init(resp);
 }
 
-/*
- * Request ids only have to be unique, not secret: TLS protects them and
- * they pair a reply with its request and audit lines across machines.  A
- * per-thread random prefix and a counter give that without a DRBG call per
- * request (measurable on the signing hot path).  A forked child draws a new
- * prefix so that nginx workers never reuse their master's ids.
- */
-static _Thread_local unsigned char lurk_rid_state[16];
-static _Thread_local uint64_t lurk_rid_counter;
-static _Thread_local unsigned lurk_rid_generation;
-static unsigned lurk_rid_fork_generation = 1;
-static pthread_once_t lurk_rid_once = PTHREAD_ONCE_INIT;
-
-static void lurk_rid_atfork_child(void)
-{
-    __atomic_add_fetch(&lurk_rid_fork_generation, 1, __ATOMIC_RELAXED);
-}
-
-static void lurk_rid_init(void)
-{
-    pthread_atfork(NULL, NULL, lurk_rid_atfork_child);
-}
-
-lurk_err lurk_proto_new_request_id(char out[LURK_REQUEST_ID_MAX + 1])
-{
-    unsigned gen;
-    uint64_t n;
-
-    if (out == NULL) {
-        return LURK_ERR_INVALID_ARG;
-    }
-    pthread_once(&lurk_rid_once, lurk_rid_init);
-    gen = __atomic_load_n(&lurk_rid_fork_generation, __ATOMIC_RELAXED);
-    if (lurk_rid_generation != gen) {
-        if (RAND_bytes(lurk_rid_state, 8) != 1) {
-            return LURK_ERR_INTERNAL;
-        }
-        lurk_rid_generation = gen;
-    }
-    n = ++lurk_rid_counter;
-    for (int i = 0; i < 8; i++) {
-        lurk_rid_state[8 + i] = (unsigned char)(n >> (56 - 8 * i));
-    }
-    return lurk_b64url_encode(lurk_rid_state, sizeof(lurk_rid_state), out,
-                              LURK_REQUEST_ID_MAX + 1);
-}
-
 /* --------------------------------------------- request semantic rules */
 
 static int buf_present(const lurk_buf *b)
@@ -1031,379 +991,13 @@ end:
     return ret;
 }
 
-/* ------------------------------------------------------ JSON writing */
+/* ------------------------------------------------------ JSON writing (json.c) */
 
-/*
- * Messages are written here by hand rather than built as a jansson tree
- * and dumped: json_dumps cost more per SignRequest than the whole HTTP
- * exchange (a circular-reference check per object, a buffer that reallocs
- * as it grows, UTF-8 iteration per character), and a remote sign has a
- * latency budget of a few microseconds.  What is written is exactly what
- * json_dumps(JSON_COMPACT) wrote for the same tree: members in the order
- * of the code (the order of PROTOCOL.md), no whitespace, the same escapes;
- * test_proto.c compares the two byte for byte.
- */
-
-/* Length of the valid UTF-8 sequence at s (n > 0 bytes available): RFC
- * 3629, no overlongs, no surrogates, nothing above U+10FFFF (jansson's
- * rule); 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    unsigned cp = 0;
-    size_t len = 0;
-
-    if (c < 0x80) {
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n) {
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))
-        || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return 0;
-    }
-    return len;
-}
-
-/* Bytes a JSON string holds as they are: printable ASCII but '"' and '\\'. */
-/* clang-format off */
-static const unsigned char json_plain[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-};
-/* clang-format on */
-
-size_t lurk_proto_json_string(char *out, const char *s, size_t len, unsigned flags)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *p = (const unsigned char *)s;
-    const int ascii = (flags & LURK_PROTO_JSON_ASCII) != 0;
-    size_t o = 0;
-    size_t i = 0;
-
-    if (out == NULL || (s == NULL && len > 0)) {
-        return 0;
-    }
-    out[o++] = '"';
-    for (;;) {
-        unsigned char c;
-        size_t run = i;
-
-        while (run < len && json_plain[p[run]]) {
-            run++;
-        }
-        memcpy(out + o, s + i, run - i);
-        o += run - i;
-        i = run;
-        if (i == len) {
-            break;
-        }
-        c = p[i];
-        if (ascii && (c < 0x20 || c >= 0x7f)) {
-            out[o++] = '?';
-            i++;
-            continue;
-        }
-        if (c >= 0x7f) {
-            size_t n = utf8_seq(p + i, len - i);
-
-            if (n == 0) {
-                return 0;
-            }
-            memcpy(out + o, p + i, n);
-            o += n;
-            i += n;
-            continue;
-        }
-        out[o++] = '\\';
-        switch (c) {
-        case '"': out[o++] = '"'; break;
-        case '\\': out[o++] = '\\'; break;
-        case '\b': out[o++] = 'b'; break;
-        case '\f': out[o++] = 'f'; break;
-        case '\n': out[o++] = 'n'; break;
-        case '\r': out[o++] = 'r'; break;
-        case '\t': out[o++] = 't'; break;
-        default:
-            memcpy(out + o, "u00", 3);
-            out[o + 3] = hex[c >> 4];
-            out[o + 4] = hex[c & 0x0f];
-            o += 5;
-            break;
-        }
-        i++;
-    }
-    out[o++] = '"';
-    return o;
-}
-
-/*
- * The writer: one malloc'd buffer (the caller free()s the result), grown by
- * doubling.  A string is reserved at its worst case (6 bytes a byte) before
- * its escaped size is known, hence the slack above LURK_MAX_MESSAGE; the
- * limit itself is checked on the finished message.  The first failure
- * sticks and makes every later write a no-op, so encoders check once.
- */
-#ifndef JW_START
-#define JW_START 1024 /* a SignRequest fits; -DJW_START=4 exercises growth */
-#endif
-#define JW_CAP_MAX (LURK_MAX_MESSAGE + 2048)
-
-typedef struct {
-    char *p;      /* may hold a premaster (DecryptResponse) */
-    size_t len;
-    size_t cap;
-    lurk_err err;
-    int comma;    /* a value was written: the next member or item needs ',' */
-} lurk_jw;
-
-/* `payload`: bytes expected beyond the small members (binaries, text). */
-static void jw_init(lurk_jw *w, size_t payload)
-{
-    w->len = 0;
-    w->comma = 0;
-    w->err = LURK_OK;
-    w->cap = payload < JW_CAP_MAX - JW_START ? JW_START + payload : JW_CAP_MAX;
-    w->p = malloc(w->cap);
-    if (w->p == NULL) {
-        w->cap = 0;
-        w->err = LURK_ERR_NOMEM;
-    }
-}
-
-/* Grows the buffer for n more bytes and the final NUL: copies to a new
- * buffer and cleanses the old one, since realloc could leave a premaster in
- * freed memory. */
-static int jw_grow(lurk_jw *w, size_t n)
-{
-    size_t cap = w->cap;
-    char *p = NULL;
-
-    if (w->err != LURK_OK) {
-        return 0;
-    }
-    if (n >= JW_CAP_MAX - w->len) {
-        w->err = LURK_ERR_TOO_LARGE;
-        return 0;
-    }
-    while (cap < w->len + n + 1) {
-        cap *= 2;
-    }
-    if (cap > JW_CAP_MAX) {
-        cap = JW_CAP_MAX;
-    }
-    p = malloc(cap);
-    if (p == NULL) {
-        w->err = LURK_ERR_NOMEM;
-        return 0;
-    }
-    memcpy(p, w->p, w->len);
-    OPENSSL_cleanse(w->p, w->len);
-    free(w->p);
-    w->p = p;
-    w->cap = cap;
-    return 1;
-}
-
-/* Room for n more bytes and the final NUL (a failed writer has none). */
-static inline int jw_room(lurk_jw *w, size_t n)
-{
-    return (n < w->cap - w->len && w->err == LURK_OK) || jw_grow(w, n);
-}
-
-static void jw_raw(lurk_jw *w, const char *s, size_t n)
-{
-    if (jw_room(w, n)) {
-        memcpy(w->p + w->len, s, n);
-        w->len += n;
-    }
-}
-
-static void jw_char(lurk_jw *w, char c)
-{
-    if (jw_room(w, 1)) {
-        w->p[w->len++] = c;
-    }
-}
-
-/* Before a member or an array item. */
-static void jw_sep(lurk_jw *w)
-{
-    if (w->comma) {
-        jw_char(w, ',');
-    }
-}
-
-/* '{' or '[' */
-static void jw_open(lurk_jw *w, char c)
-{
-    jw_sep(w);
-    jw_char(w, c);
-    w->comma = 0;
-}
-
-/* '}' or ']' */
-static void jw_close(lurk_jw *w, char c)
-{
-    jw_char(w, c);
-    w->comma = 1;
-}
-
-/* A string value: refused (LURK_ERR_INVALID_ARG) when it is not UTF-8,
- * which the decoder (jansson) would refuse too. */
-static void jw_strn(lurk_jw *w, const char *s, size_t len)
-{
-    size_t n = 0;
-
-    jw_sep(w);
-    if (!jw_room(w, LURK_PROTO_JSON_STRING_MAX(len))) {
-        return;
-    }
-    n = lurk_proto_json_string(w->p + w->len, s, len, 0);
-    if (n == 0) {
-        w->err = LURK_ERR_INVALID_ARG;
-        return;
-    }
-    w->len += n;
-    w->comma = 1;
-}
-
-static void jw_str(lurk_jw *w, const char *s)
-{
-    if (s == NULL) {
-        w->err = w->err != LURK_OK ? w->err : LURK_ERR_INVALID_ARG;
-        return;
-    }
-    jw_strn(w, s, strlen(s));
-}
-
-/* A member name: a literal of this file, written as is. */
-static void jw_name_raw(lurk_jw *w, const char *text, size_t n)
-{
-    jw_sep(w);
-    jw_raw(w, text, n);
-    w->comma = 0;
-}
-
-#define JW_NAME(w, member) jw_name_raw((w), "\"" member "\":", sizeof("\"" member "\":") - 1)
-
-/* The envelope's member: "<Tx>Request", "LurkResponse", ... */
-static void jw_key(lurk_jw *w, const char *name)
-{
-    jw_str(w, name);
-    jw_char(w, ':');
-    w->comma = 0;
-}
-
-static void jw_int(lurk_jw *w, long long v)
-{
-    char digits[24];
-    size_t n = sizeof(digits);
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-
-    do {
-        digits[--n] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0) {
-        digits[--n] = '-';
-    }
-    jw_sep(w);
-    jw_raw(w, digits + n, sizeof(digits) - n);
-    w->comma = 1;
-}
-
-/* Base64url straight from the bytes into the message. */
-static void jw_bin(lurk_jw *w, const lurk_buf *b)
-{
-    size_t n = lurk_b64url_encoded_len(b->len);
-
-    jw_sep(w);
-    if (!jw_room(w, n + 2)) {
-        return;
-    }
-    w->p[w->len] = '"';
-    /* n chars and a NUL, which the closing quote overwrites */
-    if (lurk_b64url_encode(b->data, b->len, w->p + w->len + 1, n + 1) != LURK_OK) {
-        w->err = LURK_ERR_INVALID_ARG;
-        return;
-    }
-    w->p[w->len + 1 + n] = '"';
-    w->len += n + 2;
-    w->comma = 1;
-}
-
-/* What a binary member will add, for jw_init. */
+/* What a binary member will add, for lurk_jw_init. */
 static size_t bin_room(const lurk_buf *b)
 {
     return b->data != NULL && b->len <= LURK_MAX_DATA ? lurk_b64url_encoded_len(b->len) + 16
                                                        : 0;
-}
-
-static void jw_discard(lurk_jw *w)
-{
-    if (w->p != NULL) {
-        OPENSSL_cleanse(w->p, w->cap);
-        free(w->p);
-    }
-    w->p = NULL;
-    w->len = 0;
-    w->cap = 0;
-}
-
-/* Hands the NUL-terminated text to the caller, or fails with the first
- * error (the buffer cleansed and freed). */
-static lurk_err jw_finish(lurk_jw *w, char **json, size_t *len)
-{
-    lurk_err ret = w->err;
-
-    if (ret == LURK_OK && w->len > LURK_MAX_MESSAGE) {
-        ret = LURK_ERR_TOO_LARGE;
-    }
-    if (ret != LURK_OK) {
-        jw_discard(w);
-        return ret;
-    }
-    w->p[w->len] = '\0'; /* every reservation kept a byte for it */
-    *json = w->p;
-    if (len != NULL) {
-        *len = w->len;
-    }
-    w->p = NULL;
-    return LURK_OK;
 }
 
 lurk_err lurk_proto_encode_request(const lurk_request *req, char **json, size_t *len)
@@ -1422,82 +1016,82 @@ lurk_err lurk_proto_encode_request(const lurk_request *req, char **json, size_t 
     if (ret != LURK_OK) {
         return ret == LURK_ERR_TOO_LARGE ? ret : LURK_ERR_INVALID_ARG;
     }
-    jw_init(&w, bin_room(&req->data) + bin_room(&req->digest) + bin_room(&req->label)
+    lurk_jw_init(&w, bin_room(&req->data) + bin_room(&req->digest) + bin_room(&req->label)
                     + bin_room(&req->ciphertext) + bin_room(&req->peer_key));
-    jw_open(&w, '{');
-    jw_key(&w, d.msg);
-    jw_open(&w, '{');
+    lurk_jw_open(&w, '{');
+    lurk_jw_key(&w, d.msg);
+    lurk_jw_open(&w, '{');
     JW_NAME(&w, M_REQUEST_ID);
-    jw_str(&w, req->request_id);
+    lurk_jw_str(&w, req->request_id);
     switch (req->type) {
     case LURK_TX_PUBLIC_KEY:
     case LURK_TX_DISPOSE:
         JW_NAME(&w, M_KEY_ID);
-        jw_str(&w, req->key_id);
+        lurk_jw_str(&w, req->key_id);
         break;
     case LURK_TX_SIGN:
         JW_NAME(&w, M_KEY_ID);
-        jw_str(&w, req->key_id);
+        lurk_jw_str(&w, req->key_id);
         JW_NAME(&w, M_ALGORITHM);
-        jw_str(&w, lurk_sig_alg_name(req->sig_alg));
+        lurk_jw_str(&w, lurk_sig_alg_name(req->sig_alg));
         if (req->md != LURK_MD_NONE) {
             JW_NAME(&w, M_DIGEST_ALG);
-            jw_str(&w, lurk_md_name(req->md));
+            lurk_jw_str(&w, lurk_md_name(req->md));
         }
         if (req->salt_len >= 0) {
             JW_NAME(&w, M_SALT_LENGTH);
-            jw_int(&w, req->salt_len);
+            lurk_jw_int(&w, req->salt_len);
         }
         if (buf_present(&req->data)) {
             JW_NAME(&w, M_DATA);
-            jw_bin(&w, &req->data);
+            lurk_jw_bin(&w, &req->data);
         }
         if (buf_present(&req->digest)) {
             JW_NAME(&w, M_DIGEST);
-            jw_bin(&w, &req->digest);
+            lurk_jw_bin(&w, &req->digest);
         }
         break;
     case LURK_TX_DECRYPT:
         JW_NAME(&w, M_KEY_ID);
-        jw_str(&w, req->key_id);
+        lurk_jw_str(&w, req->key_id);
         JW_NAME(&w, M_MODE);
-        jw_str(&w, lurk_dec_mode_name(req->dec_mode));
+        lurk_jw_str(&w, lurk_dec_mode_name(req->dec_mode));
         JW_NAME(&w, M_DATA);
-        jw_bin(&w, &req->ciphertext);
+        lurk_jw_bin(&w, &req->ciphertext);
         if (req->dec_mode == LURK_DEC_TLS_PREMASTER) {
             JW_NAME(&w, M_CLIENT_VERSION);
-            jw_int(&w, req->client_version);
+            lurk_jw_int(&w, req->client_version);
             if (req->alt_version != 0) {
                 JW_NAME(&w, M_ALT_VERSION);
-                jw_int(&w, req->alt_version);
+                lurk_jw_int(&w, req->alt_version);
             }
         } else {
             JW_NAME(&w, M_OAEP_DIGEST);
-            jw_str(&w, lurk_md_name(req->oaep_md));
+            lurk_jw_str(&w, lurk_md_name(req->oaep_md));
             if (buf_present(&req->label)) {
                 JW_NAME(&w, M_LABEL);
-                jw_bin(&w, &req->label);
+                lurk_jw_bin(&w, &req->label);
             }
         }
         break;
     case LURK_TX_AGREE:
         JW_NAME(&w, M_KEY_ID);
-        jw_str(&w, req->key_id);
+        lurk_jw_str(&w, req->key_id);
         JW_NAME(&w, M_PEER_KEY);
-        jw_bin(&w, &req->peer_key);
+        lurk_jw_bin(&w, &req->peer_key);
         break;
     case LURK_TX_CREATE:
         JW_NAME(&w, M_KEY_TYPE);
-        jw_str(&w, lurk_key_type_name(req->key_type));
+        lurk_jw_str(&w, lurk_key_type_name(req->key_type));
         JW_NAME(&w, M_POLICY);
-        jw_str(&w, req->policy);
+        lurk_jw_str(&w, req->policy);
         break;
     default:
         break;
     }
-    jw_close(&w, '}');
-    jw_close(&w, '}');
-    return jw_finish(&w, json, len);
+    lurk_jw_close(&w, '}');
+    lurk_jw_close(&w, '}');
+    return lurk_jw_finish(&w, json, len);
 }
 
 /* ------------------------------------------------------ responses */
@@ -1608,31 +1202,31 @@ static lurk_err check_response(const lurk_response *r)
 /* ["a", "b", ...] of the names whose bit is set. */
 static void jw_name_list(lurk_jw *w, uint32_t bits, const char *const *table, size_t n)
 {
-    jw_open(w, '[');
+    lurk_jw_open(w, '[');
     for (size_t i = 0; i < n && i < 32; i++) {
         if ((bits & (1u << i)) && table[i] != NULL) {
-            jw_str(w, table[i]);
+            lurk_jw_str(w, table[i]);
         }
     }
-    jw_close(w, ']');
+    lurk_jw_close(w, ']');
 }
 
 static void jw_hello(lurk_jw *w, const lurk_hello_info *h)
 {
     JW_NAME(w, M_VERSION);
-    jw_open(w, '{');
+    lurk_jw_open(w, '{');
     JW_NAME(w, M_MAJOR);
-    jw_int(w, h->major);
+    lurk_jw_int(w, h->major);
     JW_NAME(w, M_MINOR);
-    jw_int(w, h->minor);
+    lurk_jw_int(w, h->minor);
     JW_NAME(w, M_ENCODINGS);
-    jw_open(w, '[');
-    jw_open(w, '{');
+    lurk_jw_open(w, '[');
+    lurk_jw_open(w, '{');
     JW_NAME(w, M_ID);
-    jw_str(w, LURK_PROTO_MEDIA_TYPE);
-    jw_close(w, '}');
-    jw_close(w, ']');
-    jw_close(w, '}');
+    lurk_jw_str(w, LURK_PROTO_MEDIA_TYPE);
+    lurk_jw_close(w, '}');
+    lurk_jw_close(w, ']');
+    lurk_jw_close(w, '}');
     JW_NAME(w, M_TRANSACTIONS);
     jw_name_list(w, h->transactions, tx_names, LURK_TX__COUNT);
     JW_NAME(w, M_ALGORITHMS);
@@ -1660,28 +1254,28 @@ lurk_err lurk_proto_encode_response(const lurk_response *resp, char **json, size
         return ret;
     }
     message_name(resp->type, "Response", name, sizeof(name));
-    jw_init(&w, bin_room(&resp->state) + bin_room(&resp->spki) + bin_room(&resp->value)
+    lurk_jw_init(&w, bin_room(&resp->state) + bin_room(&resp->spki) + bin_room(&resp->value)
                     + LURK_PROTO_JSON_STRING_MAX(strlen(resp->description)));
-    jw_open(&w, '{');
-    jw_key(&w, name);
-    jw_open(&w, '{');
+    lurk_jw_open(&w, '{');
+    lurk_jw_key(&w, name);
+    lurk_jw_open(&w, '{');
     if (resp->request_id[0] != '\0') {
         JW_NAME(&w, M_REQUEST_ID);
-        jw_str(&w, resp->request_id);
+        lurk_jw_str(&w, resp->request_id);
     }
     JW_NAME(&w, M_STATUS);
-    jw_int(&w, resp->status);
+    lurk_jw_int(&w, resp->status);
     if (resp->description[0] != '\0') {
         JW_NAME(&w, M_DESCRIPTION);
-        jw_str(&w, resp->description);
+        lurk_jw_str(&w, resp->description);
     }
     if (retry_allowed(resp->status)) {
         JW_NAME(&w, M_RETRY_AFTER);
-        jw_int(&w, resp->retry_after_ms);
+        lurk_jw_int(&w, resp->retry_after_ms);
     }
     if (buf_present(&resp->state)) {
         JW_NAME(&w, M_STATE);
-        jw_bin(&w, &resp->state);
+        lurk_jw_bin(&w, &resp->state);
     }
     if (resp->status == 200) {
         switch (resp->type) {
@@ -1690,25 +1284,25 @@ lurk_err lurk_proto_encode_response(const lurk_response *resp, char **json, size
             break;
         case LURK_TX_PUBLIC_KEY:
             JW_NAME(&w, M_KEY_TYPE);
-            jw_str(&w, lurk_key_type_name(resp->key_type));
+            lurk_jw_str(&w, lurk_key_type_name(resp->key_type));
             JW_NAME(&w, M_POLICY);
-            jw_str(&w, resp->policy);
+            lurk_jw_str(&w, resp->policy);
             JW_NAME(&w, M_PUBLIC_KEY);
-            jw_bin(&w, &resp->spki);
+            lurk_jw_bin(&w, &resp->spki);
             break;
         case LURK_TX_SIGN:
         case LURK_TX_DECRYPT:
         case LURK_TX_AGREE:
             JW_NAME(&w, M_VALUE);
-            jw_bin(&w, &resp->value);
+            lurk_jw_bin(&w, &resp->value);
             break;
         default:
             break;
         }
     }
-    jw_close(&w, '}');
-    jw_close(&w, '}');
-    return jw_finish(&w, json, len);
+    lurk_jw_close(&w, '}');
+    lurk_jw_close(&w, '}');
+    return lurk_jw_finish(&w, json, len);
 }
 
 /* A capability list: names map to bits, unknown names are skipped so that

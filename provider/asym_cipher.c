@@ -239,7 +239,7 @@ static int lurk_dec_set_md(lurk_dec_ctx *ctx, const OSSL_PARAM *p, lurk_md *out)
     if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)) {
         return 0;
     }
-    *out = lurk_prov_md_from_name(name);
+    *out = lurk_md_from_name(name);
     if (*out == LURK_MD_NONE || lurk_md_is_legacy(*out)) {
         *out = LURK_MD_NONE;
         ctx->md_bad = 1;   /* refused at decrypt, with the reason */
@@ -338,7 +338,7 @@ static int lurk_dec_get_ctx_params(void *vctx, OSSL_PARAM params[])
     }
     p = OSSL_PARAM_locate(params, OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST);
     if (p != NULL && ctx->oaep_md != LURK_MD_NONE
-        && !OSSL_PARAM_set_utf8_string(p, lurk_prov_md_ossl_name(ctx->oaep_md))) {
+        && !OSSL_PARAM_set_utf8_string(p, lurk_md_ossl_name(ctx->oaep_md))) {
         return 0;
     }
     p = OSSL_PARAM_locate(params, OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION);

@@ -75,13 +75,6 @@ OSSL_LIB_CTX *lurk_prov_pubctx(LURK_PROV_CTX *prov)
     OSSL_LIB_CTX *ctx = NULL;
     OSSL_PROVIDER *dflt = NULL;
     OSSL_LIB_CTX *ret = NULL;
-    static const char *const md_names[LURK_MD__COUNT] = {
-        [LURK_MD_SHA256] = "SHA2-256",
-        [LURK_MD_SHA384] = "SHA2-384",
-        [LURK_MD_SHA512] = "SHA2-512",
-        [LURK_MD_SHA1] = "SHA1",
-        [LURK_MD_SHA224] = "SHA2-224",
-    };
 
     pthread_mutex_lock(&prov->lock);
     if (prov->pubctx != NULL) {
@@ -97,7 +90,7 @@ OSSL_LIB_CTX *lurk_prov_pubctx(LURK_PROV_CTX *prov)
         goto end;
     }
     for (int i = LURK_MD_SHA256; i < LURK_MD__COUNT; i++) {
-        prov->md[i] = EVP_MD_fetch(ctx, md_names[i], NULL);
+        prov->md[i] = EVP_MD_fetch(ctx, lurk_md_ossl_name((lurk_md)i), NULL);
         if (prov->md[i] == NULL) {
             goto end;
         }
@@ -131,42 +124,6 @@ const EVP_MD *lurk_prov_evp_md(LURK_PROV_CTX *prov, lurk_md md)
         return NULL;
     }
     return prov->md[md];
-}
-
-static const struct {
-    lurk_md md;
-    const char *names[6];
-} lurk_prov_md_names[] = {
-    { LURK_MD_SHA256, { "SHA2-256", "SHA256", "SHA-256", "2.16.840.1.101.3.4.2.1", NULL } },
-    { LURK_MD_SHA384, { "SHA2-384", "SHA384", "SHA-384", "2.16.840.1.101.3.4.2.2", NULL } },
-    { LURK_MD_SHA512, { "SHA2-512", "SHA512", "SHA-512", "2.16.840.1.101.3.4.2.3", NULL } },
-    { LURK_MD_SHA1, { "SHA1", "SHA-1", "SSL3-SHA1", "1.3.14.3.2.26", NULL } },
-    { LURK_MD_SHA224, { "SHA2-224", "SHA224", "SHA-224", "2.16.840.1.101.3.4.2.4", NULL } },
-};
-
-lurk_md lurk_prov_md_from_name(const char *name)
-{
-    if (name == NULL) {
-        return LURK_MD_NONE;
-    }
-    for (size_t i = 0; i < (sizeof(lurk_prov_md_names) / sizeof(lurk_prov_md_names[0])); i++) {
-        for (size_t j = 0; lurk_prov_md_names[i].names[j] != NULL; j++) {
-            if (strcasecmp(name, lurk_prov_md_names[i].names[j]) == 0) {
-                return lurk_prov_md_names[i].md;
-            }
-        }
-    }
-    return LURK_MD_NONE;
-}
-
-const char *lurk_prov_md_ossl_name(lurk_md md)
-{
-    for (size_t i = 0; i < (sizeof(lurk_prov_md_names) / sizeof(lurk_prov_md_names[0])); i++) {
-        if (lurk_prov_md_names[i].md == md) {
-            return lurk_prov_md_names[i].names[0];
-        }
-    }
-    return "";
 }
 
 lurk_err lurk_prov_client(LURK_PROV_CTX *prov, const char *servers, LURK_CLIENT **out,

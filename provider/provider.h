@@ -67,13 +67,7 @@ OSSL_LIB_CTX *lurk_prov_pubctx(LURK_PROV_CTX *prov);
 /* The digest implementation (from the default provider) for an lurk_md. */
 const EVP_MD *lurk_prov_evp_md(LURK_PROV_CTX *prov, lurk_md md);
 
-/* Maps an OpenSSL digest name ("SHA256", "SHA2-256", "sha-256", OID) to the
- * digests the key server offers; LURK_MD_NONE for anything else (MD5-SHA1,
- * SHA-1, SHA-224, ...). */
-lurk_md lurk_prov_md_from_name(const char *name);
-
-/* The OpenSSL name of a digest ("SHA2-256"); "" for NONE. */
-const char *lurk_prov_md_ossl_name(lurk_md md);
+/* Digest names: lurk_md_from_name and lurk_md_ossl_name (client/proto.c). */
 
 /* The client for a server list (NULL: the provider's lurk-servers), created
  * on first use with the provider's credentials and timeouts.  On failure

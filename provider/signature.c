@@ -164,7 +164,7 @@ static int lurk_sig_set_md(lurk_sig_ctx *ctx, const char *mdname)
         }
         return 1;
     }
-    md = lurk_prov_md_from_name(mdname);
+    md = lurk_md_from_name(mdname);
     if (md == LURK_MD_NONE) {
         LURK_PROV_RAISE(ctx->prov, LURK_ERR_NOT_ACCEPTABLE,
                         "digest %s: the key server signs SHA-256, SHA-384, SHA-512, and "
@@ -185,7 +185,7 @@ static int lurk_sig_digest_sign_init(void *vctx, const char *mdname, void *provk
         return 0;
     }
     if (ctx->type != LURK_KEY_ED25519 && (mdname == NULL || mdname[0] == '\0')) {
-        mdname = ctx->md != LURK_MD_NONE ? lurk_prov_md_ossl_name(ctx->md) : "SHA2-256";
+        mdname = ctx->md != LURK_MD_NONE ? lurk_md_ossl_name(ctx->md) : "SHA2-256";
     }
     return lurk_sig_set_md(ctx, mdname);
 }
@@ -455,7 +455,7 @@ static int lurk_sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
         if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)) {
             return 0;
         }
-        ctx->mgf1_md = lurk_prov_md_from_name(name);
+        ctx->mgf1_md = lurk_md_from_name(name);
         ctx->mgf1_bad = ctx->mgf1_md == LURK_MD_NONE;
     }
     return 1;
@@ -651,7 +651,7 @@ static int lurk_sig_get_ctx_params(void *vctx, OSSL_PARAM params[])
     }
     p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_DIGEST);
     if (p != NULL && ctx->md != LURK_MD_NONE
-        && !OSSL_PARAM_set_utf8_string(p, lurk_prov_md_ossl_name(ctx->md))) {
+        && !OSSL_PARAM_set_utf8_string(p, lurk_md_ossl_name(ctx->md))) {
         return 0;
     }
     if (ctx->type != LURK_KEY_RSA) {
@@ -700,7 +700,7 @@ static int lurk_sig_get_ctx_params(void *vctx, OSSL_PARAM params[])
     }
     p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST);
     if (p != NULL && ctx->md != LURK_MD_NONE
-        && !OSSL_PARAM_set_utf8_string(p, lurk_prov_md_ossl_name(ctx->md))) {
+        && !OSSL_PARAM_set_utf8_string(p, lurk_md_ossl_name(ctx->md))) {
         return 0;
     }
     return 1;

@@ -99,25 +99,6 @@ static void lurk_h_copy2(char *dst, size_t dstlen, const char *a, const char *b)
     }
 }
 
-static const char *lurk_h_ossl_md(lurk_md md)
-{
-    switch (md) {
-    case LURK_MD_SHA256:
-        return "SHA2-256";
-    case LURK_MD_SHA384:
-        return "SHA2-384";
-    case LURK_MD_SHA512:
-        return "SHA2-512";
-    case LURK_MD_SHA1:
-        return "SHA1";
-    case LURK_MD_SHA224:
-        return "SHA2-224";
-    default:
-        return NULL;
-    }
-}
-
-
 static void lurk_h_audit_alg(lurk_srv_audit_rec *rec, const lurk_request *req)
 {
     const char *a;
@@ -165,7 +146,7 @@ static int lurk_h_sign_setup(OSSL_LIB_CTX *libctx, const char *propq, const LURK
                              const lurk_request *req, EVP_MD_CTX **mctx, EVP_PKEY_CTX **pctx)
 {
     EVP_PKEY *pkey = lurk_srv_key_pkey(k);
-    const char *md = lurk_h_ossl_md(req->md);
+    const char *md = lurk_md_ossl_name(req->md);
     OSSL_PARAM params[5];
     size_t np = 0;
     int saltlen = req->salt_len;
@@ -450,7 +431,7 @@ static lurk_err lurk_h_decrypt_oaep(const lurk_srv_handler_ctx *ctx, const LURK_
     OSSL_PARAM params[5];
     size_t np = 0;
     int pad = RSA_PKCS1_OAEP_PADDING;
-    const char *md = lurk_h_ossl_md(req->oaep_md);
+    const char *md = lurk_md_ossl_name(req->oaep_md);
     size_t len = *outlen;
     lurk_err err = LURK_ERR_INTERNAL;
 

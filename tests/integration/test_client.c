@@ -43,6 +43,7 @@
 #include <openssl/x509.h>
 
 #include "lurk_client.h"
+#include "lurk_encoding.h"
 #include "lurk_keyid.h"
 
 #define PROPQ "provider=default"
@@ -1272,6 +1273,24 @@ static void test_pipelined(LURK_CLIENT *c)
     check_err(err, LURK_OK, &d, "ping after the pipelined run (the abandoned reply dropped)");
 }
 
+/* Request ids: 22 characters of base64url over 16 bytes, never the same
+ * twice (a per-thread random prefix and a counter). */
+static void test_request_ids(void)
+{
+    char a[LURK_REQUEST_ID_MAX + 1];
+    char b[LURK_REQUEST_ID_MAX + 1];
+    unsigned char *bin = NULL;
+    size_t len = 0;
+    int ok;
+
+    ok = lurk_client_new_request_id(a) == LURK_OK && lurk_client_new_request_id(b) == LURK_OK
+         && strlen(a) == 22 && strcmp(a, b) != 0
+         && lurk_b64url_decode(a, strlen(a), 16, &bin, &len) == LURK_OK && len == 16;
+    free(bin);
+    check(ok, "request ids: 22 base64url characters over 16 bytes, two in a row differ (%s, %s)",
+          a, b);
+}
+
 static void test_fork(LURK_CLIENT *c)
 {
     lurk_detail d;
@@ -1329,6 +1348,7 @@ int main(void)
     test_tls_refusals(c);
     test_threads(c);
     test_pipelined(c);
+    test_request_ids();
     test_fork(c);
     test_failover_and_down();
     test_restart(c);
