@@ -1565,38 +1565,170 @@ static const char *lurk_cnf_get(const CONF *conf, const char *sect, const char *
     return v;
 }
 
-static lurk_err lurk_cnf_ms(const char *file, const char *name, const char *s, long *out,
-                            lurk_detail *d)
+static const char *const lurk_cnf_names[] = {
+    "lurk-servers", "lurk-ca", "lurk-cert", "lurk-key", "lurk-connect-timeout", "lurk-timeout",
+    "lurk-verify", NULL,
+};
+
+lurk_err lurk_client_parse_duration(const char *s, long *ms)
 {
     char *end = NULL;
     long v;
+    long unit = 1;
 
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v <= 0 || v > 3600L * 1000) {
-        lurk_detail_set(d, "%s: %s: \"%.32s\" is not a number of milliseconds", file, name, s);
+    if (s == NULL || *s < '0' || *s > '9') {
         return LURK_ERR_CONFIG;
     }
-    *out = v;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s) {
+        return LURK_ERR_CONFIG;
+    }
+    if (strcmp(end, "s") == 0) {
+        unit = 1000;
+    } else if (*end != '\0' && strcmp(end, "ms") != 0) {
+        return LURK_ERR_CONFIG;
+    }
+    if (v <= 0 || v > 3600L * 1000 / unit) {
+        return LURK_ERR_CONFIG;
+    }
+    *ms = v * unit;
     return LURK_OK;
 }
 
-static lurk_err lurk_cnf_dup(const CONF *conf, const char *sect, const char *name, char **out)
+static lurk_err lurk_cnf_dup_value(const char *v, char **out)
 {
-    const char *v = lurk_cnf_get(conf, sect, name);
-
-    if (v == NULL) {
+    if (v == NULL || v[0] == '\0') {
         return LURK_OK;
     }
     *out = strdup(v);
     return *out != NULL ? LURK_OK : LURK_ERR_NOMEM;
 }
 
+lurk_err lurk_client_cnf_read(lurk_cnf_get_fn *get, void *arg, const char *where,
+                              lurk_client_cnf *out, lurk_detail *d)
+{
+    static const char *const durations[] = { "lurk-connect-timeout", "lurk-timeout" };
+    const char *v;
+    lurk_err err;
+
+    err = lurk_cnf_dup_value(get(arg, "lurk-servers"), &out->servers);
+    if (err == LURK_OK) {
+        err = lurk_cnf_dup_value(get(arg, "lurk-ca"), &out->ca_file);
+    }
+    if (err == LURK_OK) {
+        err = lurk_cnf_dup_value(get(arg, "lurk-cert"), &out->cert_file);
+    }
+    if (err == LURK_OK) {
+        err = lurk_cnf_dup_value(get(arg, "lurk-key"), &out->key_file);
+    }
+    if (err != LURK_OK) {
+        return err;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        long *ms = i == 0 ? &out->connect_timeout_ms : &out->timeout_ms;
+
+        v = get(arg, durations[i]);
+        if (v != NULL && lurk_client_parse_duration(v, ms) != LURK_OK) {
+            lurk_detail_set(d, "%s: %s = \"%.32s\": write milliseconds (250 or 250ms) or "
+                            "seconds (2s), from 1 ms to 1 h", where, durations[i], v);
+            return LURK_ERR_CONFIG;
+        }
+    }
+    v = get(arg, "lurk-verify");
+    if (v != NULL) {
+        if (strcasecmp(v, "all") == 0) {
+            out->verify = LURK_CNF_VERIFY_ALL;
+        } else if (strcasecmp(v, "rsa") == 0) {
+            out->verify = LURK_CNF_VERIFY_RSA;
+        } else if (strcasecmp(v, "none") == 0) {
+            out->verify = LURK_CNF_VERIFY_NONE;
+        } else {
+            /* a typo must not weaken checking */
+            lurk_detail_set(d, "%s: lurk-verify = \"%.32s\": use all, rsa or none", where, v);
+            return LURK_ERR_CONFIG;
+        }
+    }
+    return LURK_OK;
+}
+
+/* Every lurk-* key of the section is a setting. */
+static lurk_err lurk_cnf_check_names(const CONF *conf, const char *sect, const char *where,
+                                     lurk_detail *d)
+{
+    STACK_OF(CONF_VALUE) *sk = NCONF_get_section(conf, sect);
+
+    for (int i = 0; sk != NULL && i < sk_CONF_VALUE_num(sk); i++) {
+        const CONF_VALUE *cv = sk_CONF_VALUE_value(sk, i);
+        int known = 0;
+
+        if (strncmp(cv->name, "lurk-", 5) != 0) {
+            continue;
+        }
+        for (size_t j = 0; lurk_cnf_names[j] != NULL; j++) {
+            known |= strcmp(cv->name, lurk_cnf_names[j]) == 0;
+        }
+        if (!known) {
+            lurk_detail_set(d, "%s: unknown setting %.40s (known: lurk-servers, lurk-ca, "
+                            "lurk-cert, lurk-key, lurk-connect-timeout, lurk-timeout, "
+                            "lurk-verify)", where, cv->name);
+            return LURK_ERR_CONFIG;
+        }
+    }
+    ERR_clear_error();
+    return LURK_OK;
+}
+
+typedef struct {
+    const CONF *conf;
+    const char *sect;
+} lurk_cnf_arg;
+
+static const char *lurk_cnf_get_conf(void *arg, const char *name)
+{
+    const lurk_cnf_arg *a = arg;
+
+    return lurk_cnf_get(a->conf, a->sect, name);
+}
+
+/* openssl_conf -> providers -> name: the provider's section, or NULL. */
+static const char *lurk_cnf_provider_section(const CONF *conf, const char *name)
+{
+    const char *init = lurk_cnf_get(conf, NULL, "openssl_conf");
+    const char *prov = init != NULL ? lurk_cnf_get(conf, init, "providers") : NULL;
+
+    return prov != NULL ? lurk_cnf_get(conf, prov, name) : NULL;
+}
+
+lurk_err lurk_client_cnf_check_file(const char *file, const char *name, lurk_detail *d)
+{
+    CONF *conf = NCONF_new_ex(NULL, NULL);
+    const char *sect;
+    char where[600];
+    long eline = 0;
+    lurk_err err = LURK_OK;
+
+    if (conf == NULL || file == NULL || NCONF_load(conf, file, &eline) <= 0) {
+        goto end;
+    }
+    sect = lurk_cnf_provider_section(conf, name);
+    if (sect != NULL) {
+        snprintf(where, sizeof(where), "%s, [%s]", file, sect);
+        err = lurk_cnf_check_names(conf, sect, where, d);
+    }
+end:
+    ERR_clear_error();
+    NCONF_free(conf);
+    return err;
+}
+
 lurk_err lurk_client_cnf_load(const char *file, lurk_client_cnf *out, lurk_detail *d)
 {
     CONF *conf = NULL;
     long eline = 0;
-    const char *init, *prov, *sect, *v;
+    const char *sect;
+    char where[600];
+    lurk_cnf_arg arg;
     lurk_err err = LURK_ERR_NOMEM;
 
     memset(out, 0, sizeof(*out));
@@ -1616,31 +1748,18 @@ lurk_err lurk_client_cnf_load(const char *file, lurk_client_cnf *out, lurk_detai
         }
         goto end;
     }
-    init = lurk_cnf_get(conf, NULL, "openssl_conf");
-    prov = init != NULL ? lurk_cnf_get(conf, init, "providers") : NULL;
-    sect = prov != NULL ? lurk_cnf_get(conf, prov, "lurk") : NULL;
+    sect = lurk_cnf_provider_section(conf, "lurk");
     if (sect == NULL) {
         err = LURK_OK;
         goto end;
     }
     out->found = 1;
-    err = lurk_cnf_dup(conf, sect, "lurk-servers", &out->servers);
+    snprintf(where, sizeof(where), "%s, [%s]", file, sect);
+    arg.conf = conf;
+    arg.sect = sect;
+    err = lurk_cnf_check_names(conf, sect, where, d);
     if (err == LURK_OK) {
-        err = lurk_cnf_dup(conf, sect, "lurk-ca", &out->ca_file);
-    }
-    if (err == LURK_OK) {
-        err = lurk_cnf_dup(conf, sect, "lurk-cert", &out->cert_file);
-    }
-    if (err == LURK_OK) {
-        err = lurk_cnf_dup(conf, sect, "lurk-key", &out->key_file);
-    }
-    v = lurk_cnf_get(conf, sect, "lurk-timeout");
-    if (err == LURK_OK && v != NULL) {
-        err = lurk_cnf_ms(file, "lurk-timeout", v, &out->timeout_ms, d);
-    }
-    v = lurk_cnf_get(conf, sect, "lurk-connect-timeout");
-    if (err == LURK_OK && v != NULL) {
-        err = lurk_cnf_ms(file, "lurk-connect-timeout", v, &out->connect_timeout_ms, d);
+        err = lurk_client_cnf_read(lurk_cnf_get_conf, &arg, where, out, d);
     }
 
 end:

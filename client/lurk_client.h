@@ -172,15 +172,40 @@ lurk_err lurk_client_op_finish(LURK_CLIENT_OP *op, unsigned char *out, size_t *o
                                lurk_detail *d);
 void lurk_client_op_free(LURK_CLIENT_OP *op);
 
-/* The client settings of an openssl.cnf: its lurk provider section
- * (openssl_conf -> providers -> lurk), keys lurk-servers, lurk-ca,
- * lurk-cert, lurk-key, lurk-connect-timeout and lurk-timeout (ms), as
- * lurk.so reads them.  For tools that talk to the key server themselves. */
+/* The lurk-* settings of an openssl.cnf provider section, read one way by
+ * lurk.so and the `lurk` tool: lurk-servers, lurk-ca, lurk-cert, lurk-key,
+ * lurk-connect-timeout and lurk-timeout (a duration: 250 or 250ms is
+ * milliseconds, 2s seconds; 1 ms to 1 h), lurk-verify (all, rsa, none).  A
+ * bad value, or a lurk-* key that is none of these, is an error naming the
+ * key and the file. */
+typedef enum {
+    LURK_CNF_VERIFY_DEFAULT = 0, /* not set: rsa */
+    LURK_CNF_VERIFY_ALL,
+    LURK_CNF_VERIFY_RSA,
+    LURK_CNF_VERIFY_NONE
+} lurk_cnf_verify;
+
 typedef struct {
     int found;                 /* 0: the file has no lurk provider section */
     char *servers, *ca_file, *cert_file, *key_file; /* owned; NULL when absent */
     long connect_timeout_ms, timeout_ms;            /* 0 when absent */
+    lurk_cnf_verify verify;
 } lurk_client_cnf;
+
+/* The value of one setting, or NULL when it is not set. */
+typedef const char *lurk_cnf_get_fn(void *arg, const char *name);
+
+/* Reads the settings through get; `where` names their place in messages
+ * ("/etc/ssl/openssl.cnf, [lurk_sect]"). */
+lurk_err lurk_client_cnf_read(lurk_cnf_get_fn *get, void *arg, const char *where,
+                              lurk_client_cnf *out, lurk_detail *d);
+/* A duration setting: "250", "250ms" (milliseconds), "2s"; 1 ms to 1 h. */
+lurk_err lurk_client_parse_duration(const char *s, long *ms);
+/* Checks the key names of provider `name`'s section in file (openssl_conf
+ * -> providers -> name): LURK_ERR_CONFIG for a lurk-* key that is not a
+ * setting (a typo would otherwise be ignored).  LURK_OK when the file or
+ * the section cannot be found: there is nothing to check. */
+lurk_err lurk_client_cnf_check_file(const char *file, const char *name, lurk_detail *d);
 
 /* LURK_ERR_IO when the file cannot be read, LURK_ERR_CONFIG on a syntax
  * error or a bad value (the detail names the file, line or key). */

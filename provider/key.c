@@ -153,6 +153,10 @@ LURK_KEY *lurk_key_from_ref(LURK_PROV_CTX *prov, const lurk_keyref *ref)
     char servers[4096] = "";
     size_t used = 0;
 
+    if (!lurk_prov_config_ok(prov)) {
+        return NULL;
+    }
+
     for (size_t i = 0; i < ref->n_servers; i++) {
         int n = snprintf(servers + used, sizeof(servers) - used, "%s%s", used > 0 ? " " : "",
                          ref->servers[i]);
@@ -180,6 +184,9 @@ int lurk_key_fetch(LURK_PROV_CTX *prov, const char *servers, const char *key_id,
     lurk_err err;
     int ret = 0;
 
+    if (!lurk_prov_config_ok(prov)) {
+        return 0;
+    }
     err = lurk_prov_client(prov, servers, &client, &d);
     if (err == LURK_OK) {
         err = lurk_client_public_key(client, key_id, &type, policy, &spki, &spki_len, &d);

@@ -16,10 +16,12 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/conf.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/provider.h>
@@ -46,6 +48,8 @@ struct lurk_prov_ctx_st {
     char *key_file;
     long connect_timeout_ms;
     long timeout_ms;
+    lurk_err config_err;           /* a bad lurk-* setting: no key loads */
+    char config_error[600];
     lurk_prov_verify verify;
 
     pthread_mutex_t lock;          /* guards everything below */
@@ -124,6 +128,15 @@ const EVP_MD *lurk_prov_evp_md(LURK_PROV_CTX *prov, lurk_md md)
         return NULL;
     }
     return prov->md[md];
+}
+
+int lurk_prov_config_ok(LURK_PROV_CTX *prov)
+{
+    if (prov->config_err == LURK_OK) {
+        return 1;
+    }
+    LURK_PROV_RAISE(prov, prov->config_err, "lurk.so is not configured: %s", prov->config_error);
+    return 0;
 }
 
 lurk_err lurk_prov_client(LURK_PROV_CTX *prov, const char *servers, LURK_CLIENT **out,
@@ -348,67 +361,90 @@ static const OSSL_DISPATCH lurk_prov_dispatch[] = {
     { 0, NULL }
 };
 
-/* Copies a configured string; NULL stays NULL, "" becomes NULL. */
-static int lurk_prov_dup_conf(const char *value, char **out)
+/* The lurk-* settings lurk.so was given (its openssl.cnf section). */
+typedef struct {
+    const char *names[8];
+    const char *values[8];
+} lurk_prov_settings;
+
+static const char *lurk_prov_setting(void *arg, const char *name)
 {
-    *out = NULL;
-    if (value == NULL || value[0] == '\0') {
-        return 1;
+    const lurk_prov_settings *s = arg;
+
+    for (size_t i = 0; i < 8 && s->names[i] != NULL; i++) {
+        if (strcmp(s->names[i], name) == 0) {
+            return s->values[i];
+        }
     }
-    *out = strdup(value);
-    return *out != NULL;
+    return NULL;
 }
 
-static long lurk_prov_parse_ms(const char *value)
-{
-    char *end = NULL;
-    long v;
-
-    if (value == NULL || value[0] == '\0') {
-        return 0;
-    }
-    v = strtol(value, &end, 10);
-    if (end == value || v < 0) {
-        return 0;   /* the client library's default */
-    }
-    return v;
-}
-
+/*
+ * Reads the settings with the client library's reader (the `lurk` tool
+ * reads them the same way).  A bad value, or a lurk-* key that is no
+ * setting, stops the provider from loading: the error names the key and
+ * the file, and nginx and haproxy print it at start.  The core hands over
+ * only the names asked for, so the unknown keys are found by reading the
+ * configuration file the process loads (OPENSSL_CONF or the default).
+ */
 static int lurk_prov_read_config(LURK_PROV_CTX *prov, OSSL_FUNC_core_get_params_fn *get_params)
 {
-    const char *servers = NULL, *ca = NULL, *cert = NULL, *key = NULL;
-    const char *cto = NULL, *to = NULL, *verify = NULL;
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_utf8_ptr("lurk-verify", (char **)&verify, 0),
-        OSSL_PARAM_utf8_ptr("lurk-servers", (char **)&servers, 0),
-        OSSL_PARAM_utf8_ptr("lurk-ca", (char **)&ca, 0),
-        OSSL_PARAM_utf8_ptr("lurk-cert", (char **)&cert, 0),
-        OSSL_PARAM_utf8_ptr("lurk-key", (char **)&key, 0),
-        OSSL_PARAM_utf8_ptr("lurk-connect-timeout", (char **)&cto, 0),
-        OSSL_PARAM_utf8_ptr("lurk-timeout", (char **)&to, 0),
-        OSSL_PARAM_END
+    lurk_prov_settings st = {
+        { "lurk-servers", "lurk-ca", "lurk-cert", "lurk-key", "lurk-connect-timeout",
+          "lurk-timeout", "lurk-verify", NULL },
+        { NULL },
     };
+    const char *pname = NULL;
+    OSSL_PARAM params[10];
+    lurk_client_cnf cnf;
+    lurk_detail d;
+    char *file = NULL;
+    char where[600];
+    size_t n = 0;
+    lurk_err err;
 
+    for (; st.names[n] != NULL; n++) {
+        params[n] = OSSL_PARAM_construct_utf8_ptr(st.names[n], (char **)&st.values[n], 0);
+    }
+    params[n++] = OSSL_PARAM_construct_utf8_ptr(OSSL_PROV_PARAM_CORE_PROV_NAME, (char **)&pname, 0);
+    params[n] = OSSL_PARAM_construct_end();
     if (get_params != NULL && !get_params(prov->handle, params)) {
         return 1;   /* no configuration: keys cannot be used until configured */
     }
-    prov->connect_timeout_ms = lurk_prov_parse_ms(cto);
-    prov->timeout_ms = lurk_prov_parse_ms(to);
-    prov->verify = LURK_PROV_VERIFY_RSA;
-    if (verify != NULL && strcasecmp(verify, "all") == 0) {
-        prov->verify = LURK_PROV_VERIFY_ALL;
-    } else if (verify != NULL && strcasecmp(verify, "none") == 0) {
-        prov->verify = LURK_PROV_VERIFY_NONE;
-    } else if (verify != NULL && strcasecmp(verify, "rsa") != 0) {
-        /* A typo must not weaken checking: refuse to load. */
-        LURK_PROV_RAISE(prov, LURK_ERR_CONFIG,
-                        "lurk-verify = \"%.32s\" in the lurk provider section of openssl.cnf: "
-                        "use all, rsa or none", verify);
-        return 0;
+    memset(&cnf, 0, sizeof(cnf));
+    memset(&d, 0, sizeof(d));
+    file = CONF_get1_default_config_file();
+    snprintf(where, sizeof(where), "the %s provider section of %s", pname != NULL ? pname : "lurk",
+             file != NULL ? file : "openssl.cnf");
+    err = lurk_client_cnf_check_file(file, pname != NULL ? pname : "lurk", &d);
+    if (err == LURK_OK) {
+        err = lurk_client_cnf_read(lurk_prov_setting, &st, where, &cnf, &d);
     }
-    return lurk_prov_dup_conf(servers, &prov->servers) && lurk_prov_dup_conf(ca, &prov->ca_file)
-           && lurk_prov_dup_conf(cert, &prov->cert_file)
-           && lurk_prov_dup_conf(key, &prov->key_file);
+    OPENSSL_free(file);
+    if (err != LURK_OK) {
+        /* OpenSSL 3.0 drops a provider whose init fails, and the error
+         * queue with it, even with config_diagnostics = 1: nobody would
+         * see why.  So lurk.so loads, refuses every key with this reason
+         * (lurk_prov_config_ok), and says it once on standard error, which
+         * nginx -t, haproxy -c, systemd's journal and the openssl CLI show. */
+        prov->config_err = err;
+        snprintf(prov->config_error, sizeof(prov->config_error), "%s",
+                 d.msg[0] != '\0' ? d.msg : lurk_err_str(err));
+        LURK_PROV_RAISE(prov, err, "%s", prov->config_error);
+        fprintf(stderr, "lurk.so: %s; no lurk key will load\n", prov->config_error);
+        lurk_client_cnf_clear(&cnf);
+        return 1;
+    }
+    prov->connect_timeout_ms = cnf.connect_timeout_ms;
+    prov->timeout_ms = cnf.timeout_ms;
+    prov->verify = cnf.verify == LURK_CNF_VERIFY_ALL    ? LURK_PROV_VERIFY_ALL
+                   : cnf.verify == LURK_CNF_VERIFY_NONE ? LURK_PROV_VERIFY_NONE
+                                                        : LURK_PROV_VERIFY_RSA;
+    prov->servers = cnf.servers;
+    prov->ca_file = cnf.ca_file;
+    prov->cert_file = cnf.cert_file;
+    prov->key_file = cnf.key_file;
+    return 1;
 }
 
 OPENSSL_EXPORT int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,

@@ -69,6 +69,10 @@ const EVP_MD *lurk_prov_evp_md(LURK_PROV_CTX *prov, lurk_md md);
 
 /* Digest names: lurk_md_from_name and lurk_md_ossl_name (client/proto.c). */
 
+/* 0, with the reason raised, when a lurk-* setting of openssl.cnf was bad:
+ * then no key loads (lurk_key_from_ref, lurk_key_fetch). */
+int lurk_prov_config_ok(LURK_PROV_CTX *prov);
+
 /* The client for a server list (NULL: the provider's lurk-servers), created
  * on first use with the provider's credentials and timeouts.  On failure
  * returns an error and fills d. */

@@ -132,6 +132,31 @@ check "audit log has Sign" ks_audit_wait '"op":"Sign"' 1
 check "audit log has Decrypt" ks_audit_wait '"op":"Decrypt"' 1
 check "audit log has Agree" ks_audit_wait '"op":"Agree"' 1
 
+# The lurk-* settings: one reader for lurk.so and the tool.  Durations take
+# units (2s, 500ms, a bare number is ms); a bad value or an unknown lurk-*
+# key stops the provider from loading and the tool from starting, naming the
+# key and the file.
+settings_variant() { # NAME SED-EXPR: openssl.cnf with one edit
+    sed -e "$2" "$T/openssl.cnf" > "$T/$1.cnf"
+}
+settings_variant seconds 's/^lurk-timeout = .*/lurk-timeout = 3s/'
+check "lurk-timeout = 3s: lurk.so signs" env OPENSSL_CONF="$T/seconds.cnf" \
+    openssl pkeyutl -sign -inkey p256-sign.key -in msg.sha256 -out s-seconds
+check "  verify" openssl pkeyutl -verify -pubin -inkey p256-sign.pub -in msg.sha256 \
+    -sigfile s-seconds $DEF
+check "lurk-timeout = 3s: the tool pings" "$LURK_CLI" --conf "$T/seconds.cnf" ping
+settings_variant badunit 's/^lurk-timeout = .*/lurk-timeout = 3x/'
+refuse "lurk-timeout = 3x: lurk.so does not load" "lurk-timeout = \"3x\": write milliseconds" \
+    env OPENSSL_CONF="$T/badunit.cnf" openssl pkeyutl -sign -inkey p256-sign.key -in msg.sha256
+refuse "lurk-timeout = 3x: the tool says the same" "badunit.cnf.*lurk-timeout = \"3x\"" \
+    "$LURK_CLI" --conf "$T/badunit.cnf" ping
+settings_variant typo 's/^lurk-timeout = /lurk-timout = /'
+refuse "lurk-timout (a typo): lurk.so does not load, naming key and file" \
+    "typo.cnf.*unknown setting lurk-timout" \
+    env OPENSSL_CONF="$T/typo.cnf" openssl pkeyutl -sign -inkey p256-sign.key -in msg.sha256
+refuse "lurk-timout (a typo): the tool says the same" "typo.cnf.*unknown setting lurk-timout" \
+    "$LURK_CLI" --conf "$T/typo.cnf" ping
+
 # Key server down: a clear error, quickly.
 ks_stop
 start=$(date +%s)
