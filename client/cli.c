@@ -1111,6 +1111,7 @@ static const char lurk_cli_main_usage[] =
     "  --timeout MS           whole-call timeout (lurk-timeout)\n"
     "  --connect-timeout MS   connect timeout (lurk-connect-timeout)\n"
     "  -h, --help             this text; `lurk COMMAND --help` for a command\n"
+    "  -V, --version          the version\n"
     "\n"
     "Commands:\n"
     "  hello      print the server's capabilities\n"
@@ -1135,6 +1136,7 @@ int main(int argc, char **argv)
         { "timeout", required_argument, NULL, 't' },
         { "connect-timeout", required_argument, NULL, 'T' },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     lurk_cli_opts o;
@@ -1145,7 +1147,7 @@ int main(int argc, char **argv)
     OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
     memset(&o, 0, sizeof(o));
     for (;;) {
-        opt = getopt_long(argc, argv, "+h", longopts, NULL);
+        opt = getopt_long(argc, argv, "+hV", longopts, NULL);
         if (opt == -1) {
             break;
         }
@@ -1183,6 +1185,10 @@ int main(int argc, char **argv)
                 goto end;
             }
             break;
+        case 'V':
+            printf("lurk %s (%s)\n", LURK_VERSION, OpenSSL_version(OPENSSL_VERSION));
+            rc = LURK_CLI_OK;
+            goto end;
         case 'h':
             rc = lurk_cli_usage(lurk_cli_main_usage, stdout, LURK_CLI_OK);
             goto end;

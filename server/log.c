@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * log.c - the key server's log: standard error, one line per write(2) so
- * that threads never interleave within a line, never a secret.  Every
+ * that threads never interleave within a line, never a secret.  Each line:
+ * time (RFC 3339, UTC, ms), program, level, message.  Every
  * server file logs through here; nothing here depends on them.
  */
 #include "srv_front.h"
@@ -9,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -22,15 +24,22 @@ void lurk_srv_log_set_level(lurk_srv_log_level level)
 
 void lurk_srv_log(lurk_srv_log_level level, const char *fmt, ...)
 {
-    static const char *const tags[] = { "error: ", "warning: ", "", "debug: " };
+    static const char *const tags[] = { "error: ", "warning: ", "info: ", "debug: " };
     char line[1024];
+    struct timespec ts;
+    struct tm tm;
     va_list ap;
     int n;
 
     if (level > log_max) {
         return;
     }
-    n = snprintf(line, sizeof(line), LURK_SRV_PROG ": %s", tags[level]);
+    /* RFC 3339 UTC with milliseconds, the audit log's clock */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    n = (int)strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+    n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03dZ " LURK_SRV_PROG ": %s",
+                  (int)(ts.tv_nsec / 1000000), tags[level]);
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);

@@ -126,6 +126,10 @@ run_cli() {
     [ "$(grep -c '^ping: [0-9.]* ms$' "$work/out")" = 3 ] \
         && ok "ping prints 3 round-trip times" || notok "ping output: $(cat "$work/out")"
     # The same through $OPENSSL_CONF and through flags only.
+    "$LURK_CLI" --version | grep -q "^lurk [0-9][0-9.]* (OpenSSL 3" \
+        && ok "lurk --version names the version and OpenSSL" || notok "lurk --version"
+    "$LURK_KEYSERVER" --version | grep -q "^lurk-keyserver [0-9][0-9.]* (OpenSSL 3" \
+        && ok "lurk-keyserver --version too" || notok "lurk-keyserver --version"
     expect "lurk ping via \$OPENSSL_CONF" env OPENSSL_CONF="$cnf" "$LURK_CLI" ping
     expect "lurk ping via flags" "$LURK_CLI" --server "$url" --ca "$dir/ca.crt" \
         --cert "$dir/client.crt" --key "$dir/client.key" ping
