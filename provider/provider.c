@@ -14,12 +14,15 @@
  */
 #include "provider.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <openssl/conf.h>
 #include <openssl/core_names.h>
@@ -379,6 +382,29 @@ static const char *lurk_prov_setting(void *arg, const char *name)
     return NULL;
 }
 
+/* The mutual-TLS files must be readable now, by this process (nginx and
+ * haproxy load the provider before they drop privileges): an unreadable
+ * one is named at start with the user, not at the first handshake. */
+static lurk_err lurk_prov_check_files(const lurk_client_cnf *cnf, const char *where,
+                                      lurk_detail *d)
+{
+    const char *const names[] = { "lurk-ca", "lurk-cert", "lurk-key" };
+    const char *const files[] = { cnf->ca_file, cnf->cert_file, cnf->key_file };
+
+    for (size_t i = 0; i < 3; i++) {
+        if (files[i] != NULL && access(files[i], R_OK) != 0) {
+            int e = errno;
+            struct passwd *pw = getpwuid(geteuid());
+
+            snprintf(d->msg, sizeof(d->msg), "%.150s: %s %.150s: user %.32s (uid %u) cannot read it: %.64s",
+                     where, names[i], files[i], pw != NULL ? pw->pw_name : "?",
+                     (unsigned)geteuid(), strerror(e));
+            return LURK_ERR_CONFIG;
+        }
+    }
+    return LURK_OK;
+}
+
 /*
  * Reads the settings with the client library's reader (the `lurk` tool
  * reads them the same way).  A bad value, or a lurk-* key that is no
@@ -419,6 +445,9 @@ static int lurk_prov_read_config(LURK_PROV_CTX *prov, OSSL_FUNC_core_get_params_
     err = lurk_client_cnf_check_file(file, pname != NULL ? pname : "lurk", &d);
     if (err == LURK_OK) {
         err = lurk_client_cnf_read(lurk_prov_setting, &st, where, &cnf, &d);
+    }
+    if (err == LURK_OK) {
+        err = lurk_prov_check_files(&cnf, where, &d);
     }
     OPENSSL_free(file);
     if (err != LURK_OK) {

@@ -156,6 +156,17 @@ refuse "lurk-timout (a typo): lurk.so does not load, naming key and file" \
     env OPENSSL_CONF="$T/typo.cnf" openssl pkeyutl -sign -inkey p256-sign.key -in msg.sha256
 refuse "lurk-timout (a typo): the tool says the same" "typo.cnf.*unknown setting lurk-timout" \
     "$LURK_CLI" --conf "$T/typo.cnf" ping
+# An unreadable client key is named at start, with the user, not at the
+# first handshake (run as nobody: root reads anything).
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+    chmod 755 "$T"
+    chmod 644 "$T/openssl.cnf"
+    chmod 600 "$T/client.key"
+    refuse "lurk-key unreadable: named with the user at provider start" \
+        "lurk-key $T/client.key: user nobody (uid [0-9]*) cannot read it" \
+        setpriv --reuid=nobody --regid=nogroup --clear-groups env OPENSSL_CONF="$T/openssl.cnf" \
+        openssl pkey -pubout -in "lurk:$(cat p256.id)"
+fi
 
 # Key server down: a clear error, quickly.
 ks_stop
