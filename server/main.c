@@ -200,6 +200,55 @@ static int list_keys(const LURK_SRV_KEYSTORE *ks)
 }
 
 /* --check: everything a start would load, without binding. */
+/* --check: what serving will need of the file system and the network.
+ * The audit log must be writable (its directory, to create or rotate it);
+ * every listen address free; a key_dir that is not writable is reported. */
+static int check_places(const lurk_srv_conf *conf)
+{
+    int ok = 1;
+
+    if (strcmp(conf->audit_log, "-") != 0) {
+        char *dir = strdup(conf->audit_log);
+        char *slash = dir != NULL ? strrchr(dir, '/') : NULL;
+
+        if (slash != NULL) {
+            *slash = '\0';
+        }
+        if (dir == NULL || access(slash != NULL && dir[0] != '\0' ? dir : "/", W_OK) != 0
+            || (access(conf->audit_log, F_OK) == 0 && access(conf->audit_log, W_OK) != 0)) {
+            lurk_srv_log(LURK_LOG_ERROR, "%s: audit_log %s: cannot write it or its directory: %s",
+                         conf->path, conf->audit_log, strerror(errno));
+            ok = 0;
+        }
+        free(dir);
+    }
+    if (conf->key_dir != NULL && access(conf->key_dir, W_OK) != 0) {
+        lurk_srv_log(LURK_LOG_WARN, "%s: key_dir %s is not writable: %s", conf->path,
+                     conf->key_dir, strerror(errno));
+    }
+    for (size_t i = 0; i < conf->n_listen; i++) {
+        char host[256];
+        char why[512];
+        int port = 0;
+        int bound = 0;
+        int fd;
+
+        if (lurk_srv_split_addr(conf->listen[i], host, sizeof(host), &port) != LURK_OK
+            || port == 0) {
+            continue;
+        }
+        fd = lurk_srv_listen_tcp(host, port, 0, 0, &bound, why, sizeof(why));
+        if (fd < 0) {
+            lurk_srv_log(LURK_LOG_ERROR, "%s: %s (is a key server already running?)", conf->path,
+                         why);
+            ok = 0;
+        } else {
+            close(fd);
+        }
+    }
+    return ok;
+}
+
 static int check_config(server *s, LURK_SRV_KEYSTORE *ks)
 {
     SSL_CTX *tls = NULL;
@@ -211,6 +260,9 @@ static int check_config(server *s, LURK_SRV_KEYSTORE *ks)
             lurk_srv_log(LURK_LOG_ERROR, "%s", why);
             goto end;
         }
+    }
+    if (!check_places(s->conf)) {
+        goto end;
     }
     printf("%s: OK: %zu key(s), %zu listen address(es)%s%s\n", s->conf->path,
            lurk_srv_keystore_count(ks), s->conf->n_listen,

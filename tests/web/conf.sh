@@ -188,6 +188,29 @@ rsa_pss_key() {
             "$KSC/broken.out"
 }
 check "lurk-keyserver.cnf: --check refuses an RSA-PSS key with the way out" rsa_pss_key
+# --check also looks at what serving needs: the listen address free, the
+# audit log writable.
+busy_port_check() {
+    local port pid rc=1
+    port=$(web_free_port)
+    sed -e "s|^listen *=.*|listen = 127.0.0.1:$port|" "$KSC/lurk-keyserver.cnf" >"$KSC/busy.cnf"
+    python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(30)' "$port" &
+    pid=$!
+    web_track "$pid"
+    web_wait_port "$port" && ! "$LURK_KEYSERVER" --config "$KSC/busy.cnf" --check \
+        >"$KSC/busy.out" 2>&1 && grep -q "127.0.0.1:$port.*in use.*already running" "$KSC/busy.out" \
+        && rc=0
+    web_stop_pid "$pid"
+    return $rc
+}
+check "lurk-keyserver.cnf: --check names a listen address in use" busy_port_check
+audit_dir_check() {
+    sed -e "s|^audit_log *=.*|audit_log = /proc/lurk-nowhere/audit.log|" \
+        "$KSC/lurk-keyserver.cnf" >"$KSC/audit.cnf"
+    ! "$LURK_KEYSERVER" --config "$KSC/audit.cnf" --check >"$KSC/audit.out" 2>&1 \
+        && grep -q "audit_log /proc/lurk-nowhere/audit.log: cannot write it" "$KSC/audit.out"
+}
+check "lurk-keyserver.cnf: --check names an audit log it cannot write" audit_dir_check
 serve_example() {
     local pid port i rc=1
     rm -f "$KSC/port"
