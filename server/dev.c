@@ -537,6 +537,23 @@ static const char *provider_module(void)
     return module;
 }
 
+/* The lurk tool to name in the printed next steps: the one built next to
+ * this binary when it runs from the build tree (not on PATH), else the
+ * installed one. */
+static void tool_path(char *out, size_t len)
+{
+    if (strcmp(provider_module(), LURK_BUILD_PROVIDER) == 0) {
+        char *build = realpath(LURK_BUILD_SERVER_DIR "/../client/lurk", NULL);
+
+        if (build != NULL) {
+            snprintf(out, len, "%s", build);
+            free(build);
+            return;
+        }
+    }
+    snprintf(out, len, "lurk");
+}
+
 static lurk_err write_keyref(OSSL_LIB_CTX *libctx, const char *dir, const char *key_file,
                              const char *name, const char *policy, const char *url,
                              char *key_id, size_t key_id_len, char *why, size_t whylen)
@@ -593,6 +610,7 @@ lurk_err lurk_srv_dev_publish(const char *dir, const char *addr, OSSL_LIB_CTX *l
     char text[4096];
     char rsa_id[LURK_KEYID_TEXT_MAX] = "", p256_id[LURK_KEYID_TEXT_MAX] = "";
     char sign_id[LURK_KEYID_TEXT_MAX] = "";
+    char tool[PATH_MAX];
     int port;
     lurk_err err = LURK_ERR_IO;
 
@@ -659,6 +677,7 @@ lurk_err lurk_srv_dev_publish(const char *dir, const char *addr, OSSL_LIB_CTX *l
         goto end;
     }
 
+    tool_path(tool, sizeof(tool));
     printf(LURK_SRV_PROG " --dev %s\n", abs);
     if (made[0] != '\0') {
         printf("  made:    %s\n", made);
@@ -676,14 +695,14 @@ lurk_err lurk_srv_dev_publish(const char *dir, const char *addr, OSSL_LIB_CTX *l
            "  demo-sign  %s  sign        (demo-sign.key)\n"
            "In another shell:\n"
            "  export OPENSSL_CONF=%s/openssl.cnf\n"
-           "  lurk ping\n"
-           "  echo hello > msg; lurk sign %s --alg ecdsa --in msg -o msg.sig\n"
-           "  openssl s_server -accept 127.0.0.1:8443 -www \\\n"
+           "  %s ping\n"
+           "  echo hello > msg; %s sign %s --alg ecdsa --in msg -o msg.sig\n"
+           "  openssl s_server -accept 127.0.0.1:4433 -www \\\n"
            "      -cert %s/p256.crt -key %s/p256.key\n"
-           "  curl --cacert %s/ca.crt https://localhost:8443/\n"
+           "  curl --cacert %s/ca.crt https://localhost:4433/\n"
            "(the .key files are key references: the private keys never leave this\n"
            "server; tls-server keys sign only TLS handshakes.)\n\n",
-           url, rsa_id, p256_id, sign_id, abs, sign_id, abs, abs, abs);
+           url, rsa_id, p256_id, sign_id, abs, tool, tool, sign_id, abs, abs, abs);
     fflush(stdout);
 
 end:

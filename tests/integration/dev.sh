@@ -76,6 +76,21 @@ grep -q 'Sign' "$work/hello.out" || fail "lurk hello lists no Sign transaction"
 "$LURK_CLI" ping >/dev/null || fail "lurk ping"
 pass "lurk hello and ping"
 
+# The printed next steps work as printed, from a fresh shell in another
+# directory: the export, the tool's ping and sign lines (the tool named by
+# its path when it is not installed), and no clash with the quick start's
+# nginx on 8443.
+sed -n '/^In another shell:/,/^(the .key files/p' "$work/run1.log" >"$work/steps.txt"
+grep -q 'localhost:8443' "$work/steps.txt" && fail "the printed steps use port 8443, the quick start's nginx"
+mkdir -p "$work/steps"
+grep -E '^  (export OPENSSL_CONF|.*lurk ping|echo hello)' "$work/steps.txt" | sed 's/^  //' \
+    >"$work/steps.sh"
+[ "$(wc -l <"$work/steps.sh")" = 3 ] || { cat "$work/steps.txt"; fail "the printed steps changed shape"; }
+(cd "$work/steps" && env -i PATH=/usr/bin:/bin HOME="$work/steps" bash -e "$work/steps.sh") \
+    >"$work/steps.out" 2>&1 || { cat "$work/steps.sh" "$work/steps.out"; fail "the printed steps fail as printed"; }
+[ -s "$work/steps/msg.sig" ] || fail "the printed sign step wrote no signature"
+pass "the printed next steps (export, ping, sign) work as printed"
+
 sign_id=$(awk '$1 == "demo-sign" { print $2 }' "$work/run1.log")
 [ -n "$sign_id" ] || fail "--dev did not print the demo-sign key id"
 printf 'a message to sign\n' >"$work/msg"
