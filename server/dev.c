@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -425,6 +426,39 @@ end:
     return err;
 }
 
+/* One key server per dev directory: a second --dev on it would rewrite the
+ * running server's openssl.cnf and key references under it.  The lock (an
+ * flock on DIR/.lock holding the pid) lives as long as this process. */
+static int lock_dir(const char *abs, char *why, size_t whylen)
+{
+    char *path = join(abs, ".lock");
+    char pid[32] = "";
+    int fd = path != NULL ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+    ssize_t n;
+
+    if (fd < 0) {
+        lurk_why(why, whylen, "%s/.lock: %s", abs, strerror(errno));
+        free(path);
+        return 0;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        n = read(fd, pid, sizeof(pid) - 1);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        lurk_why(why, whylen, "%s is in use by a running lurk-keyserver --dev (pid %s): stop it, "
+                 "or give another directory", abs, pid[0] != '\0' ? pid : "?");
+        close(fd);
+        free(path);
+        return 0;
+    }
+    snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || write(fd, pid, strlen(pid)) < 0) {
+        /* the lock holds all the same */
+    }
+    free(path); /* fd stays open: the lock is released when the process exits */
+    return 1;
+}
+
 lurk_err lurk_srv_dev_prepare(const char *dir, const char *listen, OSSL_LIB_CTX *libctx,
                               char **conf_path, char *why, size_t whylen)
 {
@@ -449,6 +483,10 @@ lurk_err lurk_srv_dev_prepare(const char *dir, const char *listen, OSSL_LIB_CTX 
         goto end;
     }
     abs = realpath(dir, NULL);
+    if (abs != NULL && !lock_dir(abs, why, whylen)) {
+        err = LURK_ERR_CONFIG;
+        goto end;
+    }
     keys = abs != NULL ? join(abs, "keys") : NULL;
     if (keys == NULL || !ensure_dir(keys)) {
         lurk_why(why, whylen, "cannot create %s/keys: %s", dir, strerror(errno));

@@ -91,6 +91,17 @@ grep -E '^  (export OPENSSL_CONF|.*lurk ping|echo hello)' "$work/steps.txt" | se
 [ -s "$work/steps/msg.sig" ] || fail "the printed sign step wrote no signature"
 pass "the printed next steps (export, ping, sign) work as printed"
 
+# A second --dev on the directory of the running server refuses, naming the
+# server, and rewrites nothing.
+cp "$dir/openssl.cnf" "$work/openssl.cnf.before"
+if "$LURK_KEYSERVER" --dev "$dir" --listen "127.0.0.1:$(free_port)" >"$work/second.log" 2>&1; then
+    fail "a second --dev on a running server's directory started"
+fi
+grep -q "in use by a running lurk-keyserver --dev (pid $ks_pid)" "$work/second.log" \
+    || { cat "$work/second.log"; fail "the second --dev does not name the running server"; }
+cmp -s "$dir/openssl.cnf" "$work/openssl.cnf.before" || fail "the second --dev rewrote openssl.cnf"
+pass "a second --dev on a running server's directory is refused and changes nothing"
+
 sign_id=$(awk '$1 == "demo-sign" { print $2 }' "$work/run1.log")
 [ -n "$sign_id" ] || fail "--dev did not print the demo-sign key id"
 printf 'a message to sign\n' >"$work/msg"
