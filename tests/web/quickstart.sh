@@ -77,4 +77,24 @@ check "nginx stopped by its printed pid" gone "$ngx_printed"
 check "key server stopped by its printed pid" gone "$ks_printed"
 check "HTTPS port closed" web_wait_port_closed "$HTTPS_PORT_Q" 20
 check "key server port closed" web_wait_port_closed "$KS_PORT_Q" 20
+
+# A busy nginx port: nothing is left running, and the message names the port
+# and the setting.
+DEV2=$WEB_WORK/dev2
+mkdir -m 0755 "$DEV2"
+BUSY=$(web_free_port)
+python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(120)' "$BUSY" &
+busy_pid=$!
+web_track "$busy_pid"
+web_wait_port "$BUSY"
+KS_PORT_2=$(web_free_port)
+LURK_DEV_DIR=$DEV2 LURK_KS_PORT=$KS_PORT_2 LURK_HTTPS_PORT=$BUSY \
+    LURK_BUILD_DIR=$LURK_BUILD_ROOT timeout 120 bash "$LURK_SOURCE_ROOT/tests/quickstart.sh" \
+    >"$WEB_WORK/busy.out" 2>&1
+rc=$?
+check "a busy HTTPS port: the quick start fails" test "$rc" -ne 0
+check "  and names the port and LURK_HTTPS_PORT" \
+    grep -q "127.0.0.1:$BUSY is in use by another program: set LURK_HTTPS_PORT" "$WEB_WORK/busy.out"
+check "  and leaves no key server running" bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$KS_PORT_2) 2>/dev/null"
+web_stop_pid "$busy_pid"
 web_finish
