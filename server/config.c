@@ -64,6 +64,7 @@ static const setting settings[] = {
     { "tls_cert", SET_PATH, AT(tls_cert), 0, 0 },
     { "tls_key", SET_PATH, AT(tls_key), 0, 0 },
     { "client_ca", SET_PATH, AT(client_ca), 0, 0 },
+    { "client_crl", SET_PATH, AT(client_crl), 0, 0 },
     { "threads", SET_THREADS, AT(threads), 0, MAX_THREADS },
     { "max_connections", SET_INT, AT(max_connections), 1, MAX_CONNECTIONS_CAP },
     { "max_handshakes", SET_INT, AT(max_handshakes), 0, MAX_CONNECTIONS_CAP },
@@ -330,6 +331,7 @@ void lurk_srv_conf_free(lurk_srv_conf *conf)
     free(conf->tls_cert);
     free(conf->tls_key);
     free(conf->client_ca);
+    free(conf->client_crl);
     free(conf->audit_log);
     free(conf->key_dir);
     free(conf->key_dir_passphrase_file);

@@ -1960,6 +1960,43 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
 
 /* ---- loops ---------------------------------------------------------------- */
 
+/* A reload changed the TLS context (client CA, CRL): a connection whose
+ * certificate no longer verifies is closed, with a log and an audit line;
+ * the others go on.  New connections meet the new trust in their handshake
+ * (its session cache and ticket keys are new too: no resumption of old
+ * sessions). */
+static void loop_recheck_peers(lurk_srv_loop *l)
+{
+    lurk_srv_conn *c;
+    lurk_srv_conn *next;
+
+    for (c = l->conns; c != NULL; c = next) {
+        char reason[200];
+
+        next = c->next;
+        if (c->ssl == NULL || c->state != CONN_OPEN || !c->peer.authenticated
+            || lurk_srv_tls_still_trusted(l->tls, c->ssl, reason, sizeof(reason))) {
+            continue;
+        }
+        {
+            lurk_srv_audit_rec rec;
+
+            memset(&rec, 0, sizeof(rec));
+            lurk_srv_audit_time(&rec);
+            fill_peer_rec(&rec, &c->peer);
+            snprintf(rec.op, sizeof(rec.op), "Connect");
+            rec.status = 401;
+            rec.result = LURK_ERR_UNAUTHORIZED;
+            snprintf(rec.detail, sizeof(rec.detail),
+                     "closed after a reload: client certificate no longer accepted: %.150s", reason);
+            loop_audit(l, &rec);
+        }
+        lurk_srv_log(LURK_LOG_WARN, "closing the connection of %s from %s: after the reload its "
+                     "certificate is no longer accepted: %s", c->identity, c->address, reason);
+        conn_free(c);
+    }
+}
+
 static void loop_refresh(lurk_srv_loop *l)
 {
     LURK_SRV_HTTP *h = l->srv;
@@ -1982,6 +2019,9 @@ static void loop_refresh(lurk_srv_loop *l)
     l->gen = atomic_load_explicit(&h->gen, memory_order_relaxed);
     pthread_mutex_unlock(&h->lock);
     lurk_srv_keystore_free(old_keys);
+    if (old_tls != NULL && l->tls != NULL && old_tls != l->tls) {
+        loop_recheck_peers(l);
+    }
     SSL_CTX_free(old_tls);
 }
 

@@ -60,6 +60,7 @@ typedef struct {
     char *tls_cert;
     char *tls_key;
     char *client_ca;
+    char *client_crl;       /* CRLs of client certificates (PEM), or NULL */
     int threads;            /* >= 1 (default: CPUs) */
     int max_connections;
     size_t max_body;
@@ -99,6 +100,10 @@ int lurk_srv_tls_peer(SSL *ssl, char *identity, size_t len);
 /* Why ssl's handshake failed (ssl_err: SSL_get_error), and *fix: the
  * setting it points to, in parentheses, or "". */
 void lurk_srv_tls_failure(SSL *ssl, int ssl_err, char *reason, size_t len, const char **fix);
+/* 1 when ssl's peer certificate still verifies under ctx's trust (client
+ * CA, CRL): a reload checks the open connections with it.  0 with the
+ * reason. */
+int lurk_srv_tls_still_trusted(SSL_CTX *ctx, SSL *ssl, char *reason, size_t len);
 
 /* ---- listening sockets (listen.c) ----------------------------------------- */
 

@@ -10,11 +10,61 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 static const char session_ctx_id[] = "lurk-keyserver";
+
+/* client_crl: every CRL in the PEM file goes into the context's store, and
+ * a client certificate is then checked against its issuer's CRL
+ * (X509_V_FLAG_CRL_CHECK: the leaf; a CA that issues no CRL for its
+ * intermediates is not refused).  A CRL past its nextUpdate refuses every
+ * client it covers (OpenSSL: "CRL has expired"): said here at load. */
+static int lurk_srv_tls_load_crl(SSL_CTX *ctx, const lurk_srv_conf *conf, char *why,
+                                 size_t whylen)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    BIO *bio = BIO_new_file(conf->client_crl, "r");
+    X509_CRL *crl;
+    char reason[256];
+    int n = 0;
+
+    if (bio == NULL) {
+        lurk_why(why, whylen, "%s, [keyserver] client_crl %s: %s", conf->path, conf->client_crl,
+                 lurk_srv_ossl_reason(reason, sizeof(reason)));
+        return 0;
+    }
+    while ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+        const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+
+        if (next != NULL && X509_cmp_current_time(next) < 0) {
+            lurk_srv_log(LURK_LOG_WARN, "%s: client_crl %s: a CRL of %s expired: every client "
+                         "certificate it covers is refused until it is renewed", conf->path,
+                         conf->client_crl,
+                         X509_NAME_oneline(X509_CRL_get_issuer(crl), reason, sizeof(reason)));
+        }
+        if (X509_STORE_add_crl(store, crl) != 1) {
+            X509_CRL_free(crl);
+            lurk_why(why, whylen, "%s, [keyserver] client_crl %s: %s", conf->path,
+                     conf->client_crl, lurk_srv_ossl_reason(reason, sizeof(reason)));
+            BIO_free(bio);
+            return 0;
+        }
+        X509_CRL_free(crl);
+        n++;
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    if (n == 0) {
+        lurk_why(why, whylen, "%s, [keyserver] client_crl %s: no CRL in it (PEM expected)",
+                 conf->path, conf->client_crl);
+        return 0;
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+    return 1;
+}
 
 lurk_err lurk_srv_tls_ctx_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx, SSL_CTX **out,
                               char *why, size_t whylen)
@@ -66,6 +116,9 @@ lurk_err lurk_srv_tls_ctx_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx, S
         goto end;
     }
     SSL_CTX_set_client_CA_list(ctx, cas);
+    if (conf->client_crl != NULL && !lurk_srv_tls_load_crl(ctx, conf, why, whylen)) {
+        goto end;
+    }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     SSL_CTX_set_verify_depth(ctx, 8);
     /* Resumption: tickets (TLS 1.3 and 1.2) and the server-side cache; the
@@ -132,4 +185,33 @@ void lurk_srv_tls_failure(SSL *ssl, int ssl_err, char *reason, size_t len, const
     } else {
         snprintf(reason, len, "TLS error %d", ssl_err);
     }
+}
+
+int lurk_srv_tls_still_trusted(SSL_CTX *ctx, SSL *ssl, char *reason, size_t len)
+{
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+    X509_STORE_CTX *sctx = NULL;
+    int ok = 0;
+
+    reason[0] = '\0';
+    if (cert == NULL) {
+        return 1; /* not a certificate peer (nothing to check again) */
+    }
+    sctx = X509_STORE_CTX_new();
+    if (sctx == NULL
+        || X509_STORE_CTX_init(sctx, SSL_CTX_get_cert_store(ctx), cert,
+                               SSL_get_peer_cert_chain(ssl)) != 1
+        || X509_STORE_CTX_set_default(sctx, "ssl_client") != 1) {
+        snprintf(reason, len, "cannot check the certificate again");
+        goto end;
+    }
+    X509_VERIFY_PARAM_set_depth(X509_STORE_CTX_get0_param(sctx), 8);
+    ok = X509_verify_cert(sctx) == 1;
+    if (!ok) {
+        snprintf(reason, len, "%s", X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
+    }
+end:
+    X509_STORE_CTX_free(sctx);
+    ERR_clear_error();
+    return ok;
 }

@@ -15,6 +15,10 @@
         request after another, SIGTERM in the middle: every request sent is
         answered (the last of each connection with Connection: close), none
         is cut, and the server exits 0
+    hardening.py crl DIR PID PORT REVOKE      client_crl: a connection of
+        the certificate REVOKE (a script) then revokes is closed at the
+        reload, a new one is refused at the handshake naming the cause,
+        and another client's connection goes on
     hardening.py authfail DIR PORT            a rogue certificate and no
         certificate: refused, and each leaves a log line naming the cause
         and an audit line (op Connect, status 401)
@@ -311,6 +315,48 @@ def sigterm(d, pid, port, keyid, n_conns=16, before=400):
     check(exited, "the server exited")
 
 
+def crl(d, pid, port, revoke):
+    import subprocess
+    ctx = tls_context(d)
+    octx = ssl.create_default_context(cafile=os.path.join(d, "ca.crt"))
+    octx.load_cert_chain(os.path.join(d, "other-client.crt"), os.path.join(d, "other-client.key"))
+    keep = connect(ctx, port)
+    doomed = connect(octx, port)
+    for s, rid in ((keep, "crl-keep"), (doomed, "crl-doomed")):
+        s.sendall(request_bytes("Ping", {}, rid))
+        check(read_response(s)[0] == 200, "%s: served before the revocation" % rid)
+    subprocess.run(["bash", revoke], check=True)
+    os.kill(pid, signal.SIGHUP)
+    # the revoked client's open connection is closed by the reload
+    doomed.settimeout(10)
+    closed = False
+    try:
+        closed = doomed.recv(1) == b""
+    except (OSError, ssl.SSLError):
+        closed = True
+    check(closed, "the open connection of the revoked certificate is closed at the reload")
+    good, _ = ping(octx, port, "crl-again")
+    check(not good, "a new connection with the revoked certificate is refused (%s)" % last_error)
+    keep.sendall(request_bytes("Ping", {}, "crl-keep-2"))
+    check(read_response(keep)[0] == 200, "another client's open connection goes on")
+    good, _ = ping(ctx, port, "crl-new")
+    check(good, "and that client connects anew")
+    log = os.path.join(d, "keyserver.log")
+    end = time.monotonic() + 5
+    text = ""
+    while time.monotonic() < end:
+        with open(log) as f:
+            text = f.read()
+        if "certificate revoked" in text and "no longer accepted" in text:
+            break
+        time.sleep(0.05)
+    check("no longer accepted: certificate revoked" in text,
+          "the log says why the open connection was closed")
+    check("client certificate not accepted: certificate revoked" in text,
+          "the log says why the new handshake failed")
+    keep.close()
+
+
 mode = sys.argv[1]
 if mode == "preauth":
     preauth(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
@@ -318,6 +364,8 @@ elif mode == "percert":
     percert(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
 elif mode == "sigterm":
     sigterm(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+elif mode == "crl":
+    crl(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
 elif mode == "authfail":
     authfail(sys.argv[2], int(sys.argv[3]))
 sys.exit(exit_status())

@@ -5,7 +5,9 @@
 # unauthenticated sockets have their own budget and a short handshake
 # deadline, so idle TCP and stalled TLS cannot keep certified clients out;
 # one certificate cannot hold every slot (max_connections_per_client); a
-# failed client authentication leaves a log line and an audit line.
+# failed client authentication leaves a log line and an audit line; a
+# certificate revoked in client_crl is refused, and its open connections are
+# closed at the reload.
 # Each phase starts its own server (threads = 1) and stops it by pid.
 set -euo pipefail
 : "${LURK_SOURCE_ROOT:?}" "${LURK_KEYSERVER:?}"
@@ -24,7 +26,7 @@ with_limits() {   # with_limits "key = value"...  (into [keyserver])
     cp "$work/keyserver.cnf.orig" "$dir/keyserver.cnf"
     sed -i 's/^threads = .*/threads = 1/' "$dir/keyserver.cnf"
     for kv in "$@"; do
-        sed -i "s/^\[keyserver\]\$/[keyserver]\n$kv/" "$dir/keyserver.cnf"
+        sed -i "s|^\\[keyserver\\]\$|[keyserver]\\n$kv|" "$dir/keyserver.cnf"
     done
 }
 ulimit -n 4096 2>/dev/null || true
@@ -53,8 +55,39 @@ for round in 1 2 3; do
     [ "$status" = 0 ] || { echo "FAIL: lurk-keyserver exited with status $status"; exit 1; }
 done
 
+# client_crl: a CRL of the test CA (openssl ca), empty at first; the revoke
+# script revokes other-client.crt and rewrites the CRL, then the test reloads.
+mkdir -p "$work/ca-db"
+: >"$work/ca-db/index.txt"
+echo 1000 >"$work/ca-db/crlnumber"
+cat >"$work/ca-db/ca.cnf" <<CNF
+[ca]
+default_ca = test_ca
+[test_ca]
+database = $work/ca-db/index.txt
+crlnumber = $work/ca-db/crlnumber
+certificate = $dir/ca.crt
+private_key = $dir/ca.key
+default_md = sha256
+default_crl_days = 1
+CNF
+ossl_ca() { env -u OPENSSL_CONF -u OPENSSL_MODULES openssl ca -config "$work/ca-db/ca.cnf" "$@"; }
+ossl_ca -gencrl -out "$dir/client.crl" 2>/dev/null
+cat >"$work/revoke.sh" <<SH
+set -e
+env -u OPENSSL_CONF -u OPENSSL_MODULES openssl ca -config "$work/ca-db/ca.cnf" -revoke "$dir/other-client.crt" 2>/dev/null
+env -u OPENSSL_CONF -u OPENSSL_MODULES openssl ca -config "$work/ca-db/ca.cnf" -gencrl -out "$dir/client.crl.new" 2>/dev/null
+mv "$dir/client.crl.new" "$dir/client.crl"
+SH
+with_limits "client_crl = $dir/client.crl"
+: >"$dir/keyserver.log"
+ks_start "$dir" >/dev/null
+python3 "$py" crl "$dir" "$KS_PID" "$KS_PORT" "$work/revoke.sh"
+ks_stop
+
 with_limits
 : >"$dir/keyserver.log"
+: >"$dir/audit.log"
 ks_start "$dir" >/dev/null
 python3 "$py" authfail "$dir" "$KS_PORT"
 ks_stop
