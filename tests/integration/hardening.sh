@@ -22,13 +22,7 @@ py=$LURK_SOURCE_ROOT/tests/integration/hardening.py
 ks_make_pki "$dir" >"$work/make-pki.log" 2>&1 || { cat "$work/make-pki.log"; exit 1; }
 cp "$dir/keyserver.cnf" "$work/keyserver.cnf.orig"
 
-with_limits() {   # with_limits "key = value"...  (into [keyserver])
-    cp "$work/keyserver.cnf.orig" "$dir/keyserver.cnf"
-    sed -i 's/^threads = .*/threads = 1/' "$dir/keyserver.cnf"
-    for kv in "$@"; do
-        sed -i "s|^\\[keyserver\\]\$|[keyserver]\\n$kv|" "$dir/keyserver.cnf"
-    done
-}
+with_limits() { ks_with_settings "$work/keyserver.cnf.orig" "$dir" "$@"; }   # into [keyserver]
 ulimit -n 4096 2>/dev/null || true
 
 with_limits "max_connections = 64" "max_handshakes = 16" "handshake_timeout = 2"

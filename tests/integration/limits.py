@@ -46,39 +46,8 @@ import time
 
 sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from lurktest import check, exit_status, tls_context, wait_exit  # noqa: E402
-
-
-def connect(ctx, port, timeout=10):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    return ctx.wrap_socket(s, server_hostname="localhost")
-
-
-def request_bytes(tx, body, rid):
-    payload = json.dumps({tx + "Request": dict(body, RequestId=rid)}).encode()
-    return (b"POST /.well-known/lurk HTTP/1.1\r\nHost: localhost\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(payload)) + payload
-
-
-def read_response(s):
-    """Status, headers (lower-case), JSON body of one HTTP/1.1 response."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed before a response")
-        buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
-    n = int(headers.get("content-length", "0"))
-    while len(rest) < n:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed inside a response")
-        rest += chunk
-    return status, headers, json.loads(rest[:n])
+from lurktest import (  # noqa: E402
+    check, exit_status, tls_context, wait_exit, connect, read_response, request_bytes)
 
 
 def tls13_cv_input():

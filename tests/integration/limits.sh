@@ -31,13 +31,7 @@ ks_make_pki "$dir" >"$work/make-pki.log" 2>&1 || { cat "$work/make-pki.log"; exi
 cp "$dir/keyserver.cnf" "$work/keyserver.cnf.orig"
 rsa=$(ks_keyid rsa4096 "$dir")
 
-with_limits() {   # with_limits "key = value"...  (into [keyserver])
-    cp "$work/keyserver.cnf.orig" "$dir/keyserver.cnf"
-    sed -i 's/^threads = .*/threads = 1/' "$dir/keyserver.cnf"
-    for kv in "$@"; do
-        sed -i "s/^\[keyserver\]\$/[keyserver]\n$kv/" "$dir/keyserver.cnf"
-    done
-}
+with_limits() { ks_with_settings "$work/keyserver.cnf.orig" "$dir" "$@"; }   # into [keyserver]
 
 with_limits "max_connections = 1024" "header_timeout = 60"   # 300 handshakes first
 ulimit -n 4096 2>/dev/null || true

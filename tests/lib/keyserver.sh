@@ -174,6 +174,18 @@ _ks_write_keyserver_cnf() {
     } > "$dir/keyserver.cnf.tmp" && mv -f "$dir/keyserver.cnf.tmp" "$dir/keyserver.cnf"
 }
 
+# ks_with_settings ORIG DIR [SETTING...]: DIR/keyserver.cnf made from ORIG
+# with threads = 1 and each "key = value" added to [keyserver].
+ks_with_settings() {
+    local orig=${1:?usage: ks_with_settings ORIG DIR [SETTING...]} dir=${2:?} kv
+    shift 2
+    cp "$orig" "$dir/keyserver.cnf" || return 1
+    sed -i 's/^threads = .*/threads = 1/' "$dir/keyserver.cnf"
+    for kv in "$@"; do
+        sed -i "s|^\\[keyserver\\]\$|[keyserver]\\n$kv|" "$dir/keyserver.cnf"
+    done
+}
+
 ks_make_pki() {
     local dir=${1:?usage: ks_make_pki DIR} name pids=() rc=0
     if [ -z "${LURK_PROVIDER:-}" ]; then
