@@ -1131,6 +1131,34 @@ static void pipe_wake(void *arg)
     (*(int *)arg)++;
 }
 
+/* kill(SIGSTOP) returns before the process has stopped: wait (bounded)
+ * until /proc says it has, so that it answers nothing sent afterwards. */
+static int wait_stopped(pid_t pid)
+{
+    char path[64];
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    for (int i = 0; i < 1000; i++) {
+        char buf[512];
+        FILE *f = fopen(path, "r");
+        size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+        const char *close_paren;
+
+        if (f != NULL) {
+            fclose(f);
+        }
+        buf[n] = '\0';
+        /* "pid (comm) S ...": the state follows the last ')' */
+        close_paren = strrchr(buf, ')');
+        if (close_paren != NULL && close_paren[1] == ' '
+            && (close_paren[2] == 'T' || close_paren[2] == 't')) {
+            return 1;
+        }
+        usleep(10000);
+    }
+    return 0;
+}
+
 static void test_pipelined(LURK_CLIENT *c)
 {
     LURK_CLIENT_OP *op[PIPE_N] = { NULL };
@@ -1152,8 +1180,9 @@ static void test_pipelined(LURK_CLIENT *c)
      * and only one of them on the socket. */
     err = lurk_client_ping(c, &d);
     check_err(err, LURK_OK, &d, "ping before the pipelined run (a warm connection)");
-    if (kill(server, SIGSTOP) != 0) {
-        check(0, "SIGSTOP the key server (pid %ld): %s", (long)server, strerror(errno));
+    if (kill(server, SIGSTOP) != 0 || !wait_stopped(server)) {
+        kill(server, SIGCONT);
+        check(0, "SIGSTOP the key server (pid %ld): not stopped within 10 s", (long)server);
         return;
     }
     for (int i = 0; i < PIPE_N; i++) {
