@@ -172,8 +172,7 @@ static int lurk_http_head(lurk_http_ctx *c, lurk_http_reply *h, size_t end)
     if (eol - p < 12 || (memcmp(p, "HTTP/1.1 ", 9) != 0 && memcmp(p, "HTTP/1.0 ", 9) != 0)
         || p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9'
         || (eol - p > 12 && p[12] != ' ') || !lurk_http_text(p + 12, (size_t) (eol - p - 12))) {
-        return lurk_http_bad(c, "bad status line \"%.*s\"", (int) (eol - p > 40 ? 40 : eol - p),
-                             p);
+        return lurk_http_bad(c, "bad status line \"%.*s\"", (int) (eol - p > 40 ? 40 : eol - p), p);
     }
     http10 = p[7] == '0';
     status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
@@ -254,7 +253,7 @@ static int lurk_http_chunk_line(lurk_http_ctx *c, lurk_http_reply *h, const char
 
 int lurk_http_reply_parse(lurk_http_reply *h, char *buf, size_t max, char *err, size_t errlen)
 {
-    lurk_http_ctx ctx = { buf, max, err, errlen };
+    lurk_http_ctx ctx = {buf, max, err, errlen};
     lurk_http_ctx *c = &ctx;
     int rc = 0;
 
@@ -345,4 +344,3 @@ int lurk_http_reply_parse(lurk_http_reply *h, char *buf, size_t max, char *err, 
     }
     return 1; /* the bytes from h->pos on belong to the next reply */
 }
-

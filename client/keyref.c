@@ -672,7 +672,7 @@ lurk_err lurk_keyref_decode_pem(const char *pem, size_t len, lurk_keyref *out)
     }
     lurk_keyref_init(out);
     ERR_set_mark();
-    bio = BIO_new_mem_buf(len > 0 ? pem : "", (int)len);
+    bio = BIO_new_mem_buf(len > 0 ? pem : "", (int) len);
     if (bio == NULL) {
         ret = LURK_ERR_NOMEM;
         goto end;

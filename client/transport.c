@@ -774,8 +774,8 @@ static CURLcode lurk_conn_deliver(LURK_CONN *conn, size_t *expected, lurk_conn_r
     size_t rest = h->len - h->pos;
 
     if (*expected == 1 && rest > 0) {
-        snprintf(conn->errbuf, sizeof(conn->errbuf), "malformed HTTP reply: %zu bytes after the reply",
-                 rest);
+        snprintf(conn->errbuf, sizeof(conn->errbuf),
+                 "malformed HTTP reply: %zu bytes after the reply", rest);
         return CURLE_WEIRD_SERVER_REPLY;
     }
     reply.http_status = h->status;
@@ -813,7 +813,7 @@ lurk_err lurk_conn_recv(LURK_CONN *conn, size_t expected, lurk_conn_reply_fn *cb
 
         /* Bytes of the next reply may already be in the buffer. */
         parsed = h->len > h->pos ? lurk_http_reply_parse(h, conn->buf, conn->max, conn->errbuf,
-                                                          sizeof(conn->errbuf))
+                                                         sizeof(conn->errbuf))
                                  : 0;
         if (parsed == 1) {
             close = h->close;

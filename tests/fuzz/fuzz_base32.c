@@ -15,7 +15,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const char *in = (const char *)data;
+    const char *in = (const char *) data;
     unsigned char *bin = NULL;
     char *text = NULL;
     char *cstr = NULL;
@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(lurk_base32_encode(bin, binlen, 0, text, tlen + 1) == LURK_OK);
         for (size_t i = 0; i < size; i++) {
             if (in[i] != '-') {
-                FUZZ_CHECK(j < tlen && text[j] == toupper((unsigned char)in[i]));
+                FUZZ_CHECK(j < tlen && text[j] == toupper((unsigned char) in[i]));
                 j++;
             }
         }

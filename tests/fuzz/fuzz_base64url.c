@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lurk_err err;
 
     /* text -> bytes -> the same text */
-    err = lurk_b64url_decode((const char *)data, size, size, &bin, &binlen);
+    err = lurk_b64url_decode((const char *) data, size, size, &bin, &binlen);
     if (err == LURK_OK) {
         tlen = lurk_b64url_encoded_len(binlen);
         FUZZ_CHECK(tlen == size);
@@ -37,8 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             unsigned char *small = NULL;
             size_t smalllen = 0;
 
-            FUZZ_CHECK(lurk_b64url_decode((const char *)data, size, binlen - 1, &small,
-                                          &smalllen) == LURK_ERR_TOO_LARGE);
+            FUZZ_CHECK(lurk_b64url_decode((const char *) data, size, binlen - 1, &small, &smalllen)
+                       == LURK_ERR_TOO_LARGE);
             FUZZ_CHECK(small == NULL);
         }
         free(text);

@@ -39,7 +39,7 @@ static lurk_http1_result parse(const char *buf, size_t len, size_t max_head, lur
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const size_t max_heads[] = { LURK_HTTP1_MAX_HEAD, 64, 256, 1024 };
+    static const size_t max_heads[] = {LURK_HTTP1_MAX_HEAD, 64, 256, 1024};
     lurk_http1_req req, part;
     size_t max_head;
     char *buf;

@@ -15,7 +15,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const size_t maxes[] = { 65536, 0, 1, 16, 100, 4096 };
+    static const size_t maxes[] = {65536, 0, 1, 16, 100, 4096};
     lurk_http_reply h;
     char err[256];
     char *buf;
@@ -29,8 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 3) {
         return 0;
     }
-    step[0] = (size_t)data[0] + 1;
-    step[1] = (size_t)data[1] % 16 + 1;
+    step[0] = (size_t) data[0] + 1;
+    step[1] = (size_t) data[1] % 16 + 1;
     max = maxes[data[2] % (sizeof(maxes) / sizeof(maxes[0]))];
     data += 3;
     size -= 3;

@@ -38,10 +38,9 @@ static int request_eq(const lurk_request *a, const lurk_request *b)
 
 static int response_eq(const lurk_response *a, const lurk_response *b)
 {
-    return a->type == b->type && strcmp(a->request_id, b->request_id) == 0
-           && a->status == b->status && strcmp(a->description, b->description) == 0
-           && a->retry_after_ms == b->retry_after_ms && buf_eq(&a->state, &b->state)
-           && memcmp(&a->hello, &b->hello, sizeof(a->hello)) == 0
+    return a->type == b->type && strcmp(a->request_id, b->request_id) == 0 && a->status == b->status
+           && strcmp(a->description, b->description) == 0 && a->retry_after_ms == b->retry_after_ms
+           && buf_eq(&a->state, &b->state) && memcmp(&a->hello, &b->hello, sizeof(a->hello)) == 0
            && a->key_type == b->key_type && strcmp(a->policy, b->policy) == 0
            && buf_eq(&a->spki, &b->spki) && buf_eq(&a->value, &b->value);
 }
@@ -53,7 +52,7 @@ static void check_json(const char *json, size_t len)
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
 
     if (root == NULL) {
-        fprintf(stderr, "jansson: %s at %d: %.*s\n", jerr.text, jerr.position, (int)len, json);
+        fprintf(stderr, "jansson: %s at %d: %.*s\n", jerr.text, jerr.position, (int) len, json);
     }
     FUZZ_CHECK(root != NULL);
     FUZZ_CHECK(json_is_object(root) && json_object_size(root) == 1);
@@ -147,7 +146,7 @@ static void string_writer(const char *in, size_t size)
         int ascii = 1;
 
         for (size_t i = 0; i < size; i++) {
-            ascii &= (unsigned char)in[i] >= 0x20 && (unsigned char)in[i] < 0x7f;
+            ascii &= (unsigned char) in[i] >= 0x20 && (unsigned char) in[i] < 0x7f;
         }
         if (ascii) {
             FUZZ_CHECK(json_equal(back, str));
@@ -160,7 +159,7 @@ static void string_writer(const char *in, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const char *in = (const char *)data;
+    const char *in = (const char *) data;
 
     round_trip_request(in, size);
     round_trip_response(in, size);

@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t l1 = 0;
     size_t l2 = 0;
 
-    if (lurk_keyref_decode_pem((const char *)data, size, &ref) == LURK_OK) {
+    if (lurk_keyref_decode_pem((const char *) data, size, &ref) == LURK_OK) {
         FUZZ_CHECK(lurk_keyref_encode_pem(&ref, &pem, &pemlen) == LURK_OK);
         FUZZ_CHECK(strlen(pem) == pemlen);
         FUZZ_CHECK(lurk_keyref_decode_pem(pem, pemlen, &again) == LURK_OK);

@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char why[LURK_DESCRIPTION_MAX + 1];
     lurk_err err;
 
-    err = lurk_proto_decode_request((const char *)data, size, &req, why, sizeof(why));
+    err = lurk_proto_decode_request((const char *) data, size, &req, why, sizeof(why));
     for (const char *p = why; *p != '\0'; p++) {
         FUZZ_CHECK(*p >= 0x20 && *p < 0x7f);
     }

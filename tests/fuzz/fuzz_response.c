@@ -20,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) {
         return 0;
     }
-    expected = (lurk_tx)(data[0] % (LURK_TX__COUNT + 1));
-    err = lurk_proto_decode_response((const char *)data + 1, size - 1, expected, &resp, why,
+    expected = (lurk_tx) (data[0] % (LURK_TX__COUNT + 1));
+    err = lurk_proto_decode_response((const char *) data + 1, size - 1, expected, &resp, why,
                                      sizeof(why));
     for (const char *p = why; *p != '\0'; p++) {
         FUZZ_CHECK(*p >= 0x20 && *p < 0x7f);

@@ -298,8 +298,7 @@ START_TEST(test_cert_before_block)
     assert_ref_eq(&ref, &back);
     lurk_keyref_clear(&back);
     ck_assert_int_eq(lurk_keyref_decode_pem(cert, strlen(cert), &back), LURK_ERR_INVALID_FORMAT);
-    ck_assert_int_eq(lurk_keyref_decode_pem(pem, strlen(pem) - 10, &back),
-                     LURK_ERR_INVALID_FORMAT);
+    ck_assert_int_eq(lurk_keyref_decode_pem(pem, strlen(pem) - 10, &back), LURK_ERR_INVALID_FORMAT);
     ck_assert_int_eq(lurk_keyref_decode_pem(NULL, 0, &back), LURK_ERR_INVALID_FORMAT);
     ck_assert_int_eq(lurk_keyref_decode_pem(NULL, 1, &back), LURK_ERR_INVALID_ARG);
 
