@@ -24,7 +24,7 @@ build=${LURK_FUZZ_BUILD:-${LURK_BUILD_ROOT:-$top/build}-fuzz}
 fuzz_time=${LURK_FUZZ_TIME:-20}
 jobs=${LURK_FUZZ_JOBS:-$(nproc)}
 out=${LURK_FUZZ_OUT:-$(mktemp -d /tmp/lurk-fuzz.XXXXXX)}
-all_targets=(request response json base64url base32 keyref_der keyref_pem policy http_reply
+all_targets=(request response json base64url base32 keyref_der keyref_pem policy handler http_reply
              http1 config)
 if [ $# -gt 0 ]; then
     targets=("$@")
@@ -73,7 +73,7 @@ fi
 
 dict_for() {
     case $1 in
-    request | response | json) echo "-dict=$here/lurk-json.dict" ;;
+    request | response | json | handler) echo "-dict=$here/lurk-json.dict" ;;
     esac
 }
 
