@@ -124,6 +124,9 @@ for t in "${targets[@]}"; do
             [ -e "$a" ] || continue
             say "FAIL: $t: reproducer $a"
             say "      rerun: $build/tests/fuzz/fuzz_$t $a"
+            if [ "$(stat -c %s "$a")" -le 4096 ]; then
+                say "      the input, base64: $(base64 -w0 "$a")"
+            fi
         done
         say "FAIL: $t (log: $out/fuzz-$t.log)"
     else
