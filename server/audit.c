@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 
@@ -356,4 +357,47 @@ void lurk_srv_audit_close(LURK_SRV_AUDIT *a)
     pthread_rwlock_destroy(&a->lock);
     free(a->path);
     free(a);
+}
+
+/* ---- the time of a line ------------------------------------------------ */
+
+/* The last second formatted by this thread: requests come many a second,
+ * so calendar conversion and strftime run once a second per loop. */
+static __thread struct {
+    time_t sec;
+    size_t len; /* 0: nothing formatted yet */
+    char text[24];
+} lurk_audit_clock;
+
+void lurk_srv_audit_time(lurk_srv_audit_rec *rec)
+{
+    struct timespec ts;
+    struct tm tm;
+    int ms;
+    size_t n;
+
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+        return;
+    }
+    if (lurk_audit_clock.len == 0 || lurk_audit_clock.sec != ts.tv_sec) {
+        lurk_audit_clock.len = 0;
+        if (gmtime_r(&ts.tv_sec, &tm) == NULL) {
+            return;
+        }
+        n = strftime(lurk_audit_clock.text, sizeof(lurk_audit_clock.text), "%Y-%m-%dT%H:%M:%S", &tm);
+        if (n == 0 || n + 6 > sizeof(rec->time)) {
+            return;
+        }
+        lurk_audit_clock.sec = ts.tv_sec;
+        lurk_audit_clock.len = n;
+    }
+    n = lurk_audit_clock.len;
+    ms = (int)(ts.tv_nsec / 1000000L);
+    memcpy(rec->time, lurk_audit_clock.text, n);
+    rec->time[n] = '.';
+    rec->time[n + 1] = (char)('0' + ms / 100);
+    rec->time[n + 2] = (char)('0' + ms / 10 % 10);
+    rec->time[n + 3] = (char)('0' + ms % 10);
+    rec->time[n + 4] = 'Z';
+    rec->time[n + 5] = '\0';
 }

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +34,60 @@
 #define MAX_TIMEOUT 86400
 #define QUEUE_MAX_MS_CAP 60000
 
-static const char *const server_keys[] = {
-    "listen", "unix_socket", "tls_cert", "tls_key", "client_ca", "threads",
-    "max_connections", "max_body", "header_timeout", "idle_timeout", "queue_max_ms",
-    "audit_log",
-    "key_dir", "key_dir_passphrase_file", "keys", NULL,
+/* The [keyserver] settings, each described once: its kind, where it goes,
+ * and for numbers the range (the message names it).  Documented for
+ * operators in conf/lurk-keyserver.cnf. */
+typedef enum {
+    SET_INT,      /* an integer in lo..hi into an int */
+    SET_SIZE,     /* an integer in lo..hi into a size_t */
+    SET_THREADS,  /* SET_INT, 0 meaning one per CPU */
+    SET_PATH,     /* a file name, relative to the config's directory */
+    SET_STR,      /* a string as written */
+    SET_LOG,      /* a file name, or "-" for standard error */
+    SET_LISTEN,   /* ADDR:PORT, comma-separated */
+    SET_KEYS,     /* the name of the keys section */
+} set_kind;
+
+typedef struct {
+    const char *name;
+    set_kind kind;
+    size_t off;   /* offsetof(lurk_srv_conf, ...) */
+    long lo;
+    long hi;
+} setting;
+
+#define AT(field) offsetof(lurk_srv_conf, field)
+
+static const setting settings[] = {
+    { "listen", SET_LISTEN, 0, 0, 0 },
+    { "unix_socket", SET_PATH, AT(unix_socket), 0, 0 },
+    { "tls_cert", SET_PATH, AT(tls_cert), 0, 0 },
+    { "tls_key", SET_PATH, AT(tls_key), 0, 0 },
+    { "client_ca", SET_PATH, AT(client_ca), 0, 0 },
+    { "threads", SET_THREADS, AT(threads), 0, MAX_THREADS },
+    { "max_connections", SET_INT, AT(max_connections), 1, MAX_CONNECTIONS_CAP },
+    { "max_handshakes", SET_INT, AT(max_handshakes), 0, MAX_CONNECTIONS_CAP },
+    { "max_connections_per_client", SET_INT, AT(max_per_client), 0, MAX_CONNECTIONS_CAP },
+    { "max_body", SET_SIZE, AT(max_body), MAX_BODY_MIN, MAX_BODY_CAP },
+    { "header_timeout", SET_INT, AT(header_timeout), 1, MAX_TIMEOUT },
+    { "handshake_timeout", SET_INT, AT(handshake_timeout), 1, MAX_TIMEOUT },
+    { "idle_timeout", SET_INT, AT(idle_timeout), 1, MAX_TIMEOUT },
+    { "queue_max_ms", SET_INT, AT(queue_max_ms), 1, QUEUE_MAX_MS_CAP },
+    { "audit_log", SET_LOG, AT(audit_log), 0, 0 },
+    { "key_dir", SET_PATH, AT(key_dir), 0, 0 },
+    { "key_dir_passphrase_file", SET_PATH, AT(key_dir_passphrase_file), 0, 0 },
+    { "keys", SET_KEYS, 0, 0, 0 },
 };
+
+static const setting *find_setting(const char *name)
+{
+    for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+        if (strcmp(settings[i].name, name) == 0) {
+            return &settings[i];
+        }
+    }
+    return NULL;
+}
 
 static const char *const key_keys[] = {
     "file", "uri", "passphrase_file", "policy", "legacy_digests", "clients", NULL,
@@ -492,6 +541,7 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
     conf->max_connections = 1024;
     conf->max_body = 65536;
     conf->header_timeout = 5;
+    conf->handshake_timeout = 3;
     conf->idle_timeout = 60;
     conf->queue_max_ms = 100;
     conf->path = strdup(path);
@@ -530,16 +580,18 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
     for (int i = 0; i < sk_CONF_VALUE_num(sk); i++) {
         const CONF_VALUE *v = sk_CONF_VALUE_value(sk, i);
         const char *name = v->name;
+        const setting *st;
         char **slot = NULL;
-        int is_path = 1;
         long num;
 
         where(at, sizeof(at), path, SECTION, name);
-        if (!in_list(name, server_keys)) {
+        st = find_setting(name);
+        if (st == NULL) {
             lurk_why(why, whylen, "%s: unknown key '%s'", at, name);
             goto end;
         }
-        if (strcmp(name, "listen") == 0) {
+        switch (st->kind) {
+        case SET_LISTEN:
             for (size_t j = 0; j < conf->n_listen; j++) {
                 free(conf->listen[j]);
                 conf->listen[j] = NULL;
@@ -565,78 +617,46 @@ lurk_err lurk_srv_conf_load(const char *path, lurk_srv_conf **out, char *why, si
                     goto end;
                 }
             }
-            continue;
-        }
-        if (strcmp(name, "threads") == 0 || strcmp(name, "max_connections") == 0
-            || strcmp(name, "max_body") == 0 || strcmp(name, "header_timeout") == 0
-            || strcmp(name, "idle_timeout") == 0 || strcmp(name, "queue_max_ms") == 0) {
-            long lo = 1;
-            long hi = MAX_TIMEOUT;
-
-            if (strcmp(name, "threads") == 0) {
-                lo = 0;
-                hi = MAX_THREADS;
-            } else if (strcmp(name, "max_connections") == 0) {
-                hi = MAX_CONNECTIONS_CAP;
-            } else if (strcmp(name, "max_body") == 0) {
-                lo = MAX_BODY_MIN;
-                hi = MAX_BODY_CAP;
-            } else if (strcmp(name, "queue_max_ms") == 0) {
-                hi = QUEUE_MAX_MS_CAP;
-            }
-            if (!parse_int(v->value, lo, hi, &num)) {
-                lurk_why(why, whylen, "%s: '%s' is not an integer in %ld..%ld", at, v->value, lo,
-                         hi);
+            break;
+        case SET_INT:
+        case SET_SIZE:
+        case SET_THREADS:
+            if (!parse_int(v->value, st->lo, st->hi, &num)) {
+                lurk_why(why, whylen, "%s: '%s' is not an integer in %ld..%ld", at, v->value,
+                         st->lo, st->hi);
                 goto end;
             }
-            if (strcmp(name, "threads") == 0) {
-                conf->threads = num == 0 ? (int)ncpus() : (int)num;
-            } else if (strcmp(name, "max_connections") == 0) {
-                conf->max_connections = (int)num;
-            } else if (strcmp(name, "max_body") == 0) {
-                conf->max_body = (size_t)num;
-            } else if (strcmp(name, "header_timeout") == 0) {
-                conf->header_timeout = (int)num;
-            } else if (strcmp(name, "queue_max_ms") == 0) {
-                conf->queue_max_ms = (int)num;
+            if (st->kind == SET_SIZE) {
+                *(size_t *)((char *)conf + st->off) = (size_t)num;
             } else {
-                conf->idle_timeout = (int)num;
+                *(int *)((char *)conf + st->off) =
+                    st->kind == SET_THREADS && num == 0 ? (int)ncpus() : (int)num;
             }
-            continue;
-        }
-        if (strcmp(name, "keys") == 0) {
+            break;
+        case SET_KEYS:
             err = load_keys(cnf, conf, v->value, why, whylen);
             if (err != LURK_OK) {
                 goto end;
             }
             err = LURK_ERR_CONFIG;
-            continue;
-        }
-        if (v->value[0] == '\0') {
-            lurk_why(why, whylen, "%s: empty value", at);
-            goto end;
-        }
-        if (strcmp(name, "unix_socket") == 0) {
-            slot = &conf->unix_socket;
-        } else if (strcmp(name, "tls_cert") == 0) {
-            slot = &conf->tls_cert;
-        } else if (strcmp(name, "tls_key") == 0) {
-            slot = &conf->tls_key;
-        } else if (strcmp(name, "client_ca") == 0) {
-            slot = &conf->client_ca;
-        } else if (strcmp(name, "audit_log") == 0) {
-            slot = &conf->audit_log;
-            is_path = strcmp(v->value, "-") != 0;
-        } else if (strcmp(name, "key_dir") == 0) {
-            slot = &conf->key_dir;
-        } else {
-            slot = &conf->key_dir_passphrase_file;
-        }
-        free(*slot);
-        *slot = is_path ? resolve(conf->dir, v->value) : strdup(v->value);
-        if (*slot == NULL) {
-            err = LURK_ERR_NOMEM;
-            goto end;
+            break;
+        case SET_PATH:
+        case SET_STR:
+        case SET_LOG:
+            if (v->value[0] == '\0') {
+                lurk_why(why, whylen, "%s: empty value", at);
+                goto end;
+            }
+            slot = (char **)((char *)conf + st->off);
+            free(*slot);
+            *slot = st->kind == SET_STR || (st->kind == SET_LOG && strcmp(v->value, "-") == 0)
+                        ? strdup(v->value)
+                        : resolve(conf->dir, v->value);
+            if (*slot == NULL) {
+                err = LURK_ERR_NOMEM;
+                goto end;
+            }
+            break;
         }
     }
 

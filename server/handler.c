@@ -14,9 +14,9 @@
  *
  * Every reply echoes the RequestId once it was read.  TLS premaster
  * decryption of a ciphertext below the modulus always answers 200 with 48
- * bytes: the default provider substitutes a random premaster on bad padding
- * or version (implicit rejection, RFC 5246 7.4.7.1) and nothing here
- * branches on it.  Length and value against the modulus, public facts, are
+ * bytes: a bad padding or version gets a stand-in derived from the key and
+ * the ciphertext, chosen in constant time (implicit rejection, RFC 5246
+ * 7.4.7.1; lurk_h_decrypt_premaster).  Length and value against the modulus, public facts, are
  * refused with 400 as a key file refuses them.
  * Secrets (premaster, shared secrets) live in a stack buffer cleansed
  * before return; the audit record never sees payload bytes.
@@ -41,7 +41,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -118,46 +117,6 @@ static const char *lurk_h_ossl_md(lurk_md md)
     }
 }
 
-/* The last second formatted by this thread: requests come many a second,
- * so calendar conversion and strftime run once a second per loop. */
-static __thread struct {
-    time_t sec;
-    size_t len; /* 0: nothing formatted yet */
-    char text[24];
-} lurk_h_clock;
-
-void lurk_srv_audit_time(lurk_srv_audit_rec *rec)
-{
-    struct timespec ts;
-    struct tm tm;
-    int ms;
-    size_t n;
-
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
-        return;
-    }
-    if (lurk_h_clock.len == 0 || lurk_h_clock.sec != ts.tv_sec) {
-        lurk_h_clock.len = 0;
-        if (gmtime_r(&ts.tv_sec, &tm) == NULL) {
-            return;
-        }
-        n = strftime(lurk_h_clock.text, sizeof(lurk_h_clock.text), "%Y-%m-%dT%H:%M:%S", &tm);
-        if (n == 0 || n + 6 > sizeof(rec->time)) {
-            return;
-        }
-        lurk_h_clock.sec = ts.tv_sec;
-        lurk_h_clock.len = n;
-    }
-    n = lurk_h_clock.len;
-    ms = (int)(ts.tv_nsec / 1000000L);
-    memcpy(rec->time, lurk_h_clock.text, n);
-    rec->time[n] = '.';
-    rec->time[n + 1] = (char)('0' + ms / 100);
-    rec->time[n + 2] = (char)('0' + ms / 10 % 10);
-    rec->time[n + 3] = (char)('0' + ms % 10);
-    rec->time[n + 4] = 'Z';
-    rec->time[n + 5] = '\0';
-}
 
 static void lurk_h_audit_alg(lurk_srv_audit_rec *rec, const lurk_request *req)
 {
@@ -370,13 +329,38 @@ end:
     return err;
 }
 
-/* A ciphertext (exactly k bytes: policy.c) not below the modulus is refused
+/* Constant-time helpers (masks of all ones or all zeros). */
+static unsigned int lurk_ct_is_zero(unsigned int a)
+{
+    return 0u - ((~a & (a - 1)) >> (sizeof(a) * 8 - 1));
+}
+
+static unsigned int lurk_ct_eq(unsigned int a, unsigned int b)
+{
+    return lurk_ct_is_zero(a ^ b);
+}
+
+/*
+ * TLS 1.2 premaster decryption with deterministic implicit rejection.
+ *
+ * A ciphertext (exactly k bytes: policy.c) not below the modulus is refused
  * (400), as the default provider refuses it with a key file
  * (RSA_R_DATA_TOO_LARGE_FOR_MODULUS: libssl answers decrypt_error).  Only
  * the public key and the ciphertext decide, before any private-key step.
- * Below the modulus, always 48 bytes: the provider's TLS padding check picks
- * the decrypted premaster or a random one in constant time; a failure of the
- * call itself gets random bytes as well (one reply shape). */
+ *
+ * Below the modulus the answer is always 200 with 48 bytes: the raw RSA
+ * result's PKCS#1 v1.5 type 2 padding, its 48-byte length and its version
+ * bytes (client_version, or alt_version when given, as libssl's
+ * ossl_rsa_padding_check_PKCS1_type_2_TLS) are checked without a branch or
+ * an index that depends on them, and the 48 bytes are the premaster or, in
+ * the same constant time, HMAC-SHA384(key's rejection key, ciphertext).
+ * That stand-in is a function of the key and the ciphertext only (the
+ * rejection key comes from d: keystore.c), so asking twice, or asking
+ * another key server with the same key, tells nothing about the padding:
+ * OpenSSL 3.0's own TLS padding mode answers a bad ciphertext with fresh
+ * random bytes each time, which made replays an oracle.  The HMAC is
+ * computed for every ciphertext.
+ */
 static lurk_err lurk_h_decrypt_premaster(const lurk_srv_handler_ctx *ctx, const LURK_SRV_KEY *k,
                                          const lurk_request *req, unsigned char *out,
                                          size_t *outlen, char *why, size_t whylen)
@@ -384,25 +368,27 @@ static lurk_err lurk_h_decrypt_premaster(const lurk_srv_handler_ctx *ctx, const 
     BIGNUM *n = NULL;
     BIGNUM *c = NULL;
     EVP_PKEY_CTX *pctx = NULL;
-    OSSL_PARAM params[4];
-    size_t np = 0;
-    int pad = RSA_PKCS1_WITH_TLS_PADDING;
+    OSSL_PARAM params[2];
+    int pad = RSA_NO_PADDING;
     unsigned int client_version = req->client_version;
     unsigned int alt_version = req->alt_version;
-    size_t len = LURK_SRV_PREMASTER_LEN;
+    const unsigned char *rkey = lurk_srv_key_reject_key(k);
+    unsigned char em[LURK_SRV_VALUE_MAX];
+    unsigned char stand_in[LURK_SRV_PREMASTER_LEN];
+    size_t klen = req->ciphertext.len;
+    size_t emlen = sizeof(em);
+    size_t maclen = 0;
+    size_t at = klen - LURK_SRV_PREMASTER_LEN; /* policy.c: klen >= 256 */
+    unsigned int good;
+    unsigned int version_good;
+    unsigned int alt_good;
     lurk_err err = LURK_OK;
 
-    params[np++] = OSSL_PARAM_construct_int(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, &pad);
-    params[np++] = OSSL_PARAM_construct_uint(OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION,
-                                             &client_version);
-    if (alt_version != 0) {
-        params[np++] = OSSL_PARAM_construct_uint(OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION,
-                                                 &alt_version);
-    }
-    params[np] = OSSL_PARAM_construct_end();
+    params[0] = OSSL_PARAM_construct_int(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, &pad);
+    params[1] = OSSL_PARAM_construct_end();
 
-    c = BN_bin2bn(req->ciphertext.data, (int)req->ciphertext.len, NULL);
-    if (c == NULL
+    c = BN_bin2bn(req->ciphertext.data, (int)klen, NULL);
+    if (rkey == NULL || klen > sizeof(em) || klen < LURK_SRV_PREMASTER_LEN + 11 || c == NULL
         || EVP_PKEY_get_bn_param(lurk_srv_key_pkey(k), OSSL_PKEY_PARAM_RSA_N, &n) != 1) {
         err = LURK_ERR_INTERNAL;
         goto end;
@@ -413,16 +399,41 @@ static lurk_err lurk_h_decrypt_premaster(const lurk_srv_handler_ctx *ctx, const 
         goto end;
     }
 
+    /* the stand-in first, for every ciphertext */
+    if (EVP_Q_mac(ctx->libctx, "HMAC", ctx->propq, "SHA2-384", NULL, rkey,
+                  LURK_SRV_REJECT_KEY_LEN, req->ciphertext.data, klen, stand_in,
+                  sizeof(stand_in), &maclen) == NULL
+        || maclen != sizeof(stand_in)) {
+        err = LURK_ERR_INTERNAL;
+        goto end;
+    }
     pctx = EVP_PKEY_CTX_new_from_pkey(ctx->libctx, lurk_srv_key_pkey(k), ctx->propq);
     if (pctx == NULL || EVP_PKEY_decrypt_init_ex(pctx, params) != 1
-        || EVP_PKEY_decrypt(pctx, out, &len, req->ciphertext.data, req->ciphertext.len) != 1
-        || len != LURK_SRV_PREMASTER_LEN) {
-        if (RAND_priv_bytes_ex(ctx->libctx, out, LURK_SRV_PREMASTER_LEN, 0) != 1) {
-            err = LURK_ERR_INTERNAL;
-        }
+        || EVP_PKEY_decrypt(pctx, em, &emlen, req->ciphertext.data, klen) != 1
+        || emlen != klen) {
+        /* the raw operation itself failed (not a padding fact): the
+         * stand-in, one reply shape */
+        memcpy(out, stand_in, sizeof(stand_in));
+        *outlen = LURK_SRV_PREMASTER_LEN;
+        goto end;
+    }
+    good = lurk_ct_is_zero(em[0]) & lurk_ct_eq(em[1], 2);
+    for (size_t i = 2; i < at - 1; i++) {
+        good &= ~lurk_ct_is_zero(em[i]);
+    }
+    good &= lurk_ct_is_zero(em[at - 1]);
+    version_good = lurk_ct_eq(em[at], (client_version >> 8) & 0xff)
+                   & lurk_ct_eq(em[at + 1], client_version & 0xff);
+    alt_good = lurk_ct_eq(em[at], (alt_version >> 8) & 0xff)
+               & lurk_ct_eq(em[at + 1], alt_version & 0xff) & ~lurk_ct_is_zero(alt_version);
+    good &= version_good | alt_good;
+    for (size_t i = 0; i < LURK_SRV_PREMASTER_LEN; i++) {
+        out[i] = (unsigned char)((good & em[at + i]) | (~good & stand_in[i]));
     }
     *outlen = LURK_SRV_PREMASTER_LEN;
 end:
+    OPENSSL_cleanse(em, sizeof(em));
+    OPENSSL_cleanse(stand_in, sizeof(stand_in));
     ERR_clear_error();
     EVP_PKEY_CTX_free(pctx);
     BN_free(c);

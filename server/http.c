@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * http.c - the key server's network front: listeners, mutual TLS, HTTP/1.1,
- * event loops, limits, queueing and peer identity.  It hands each request
- * body to the pure handler and writes what comes back; it knows no field of
- * the protocol.  The request head parser is http1.c.
+ * http.c - the key server's network front: the HTTP/1.1 exchange over
+ * mutual TLS, event loops, limits, admission and queueing.  It hands each
+ * request body to the pure handler and writes what comes back; it knows no
+ * field of the protocol.  The request parser is http1.c, the TLS context
+ * and peer identity tls.c, the listening sockets listen.c, the log log.c.
  *
  * Threads: `threads` event loops, each with its own event_base and
  * listening sockets (SO_REUSEPORT, so the kernel spreads connections and no
@@ -17,10 +18,12 @@
  * A request's life: the read callback reads what the socket has (a bounded
  * number of records), parses every complete request out of it (http1.c),
  * and queues each on its connection with the time its bytes were read.  No
- * handler runs there.  The work runs in slices (on_work): one request per
- * connection in turn, connections that just became busy first (a queue of
- * new connections before the queue of those with a backlog, as fq_codel's
- * new flows, which keep a place among the old for one round once served),
+ * handler runs there.  The work runs in slices (on_work): client identities
+ * in turn (flows: a client does not get more by opening more connections),
+ * and within one its connections in turn; identities and connections that
+ * just became busy first (a queue of new ones before the queue of those
+ * with a backlog, as fq_codel's new flows, which keep a place among the old
+ * for one round once served),
  * each turn serving its requests for up to TURN_US (so that
  * its replies can leave together), for at most SLICE_US (or SLICE_MAX
  * requests) in all.  A connection's replies leave at the end of its turn
@@ -60,9 +63,10 @@
  * keys at once).  A request is handled synchronously inside its loop, so
  * the loop's reference keeps the key store alive for the whole call.
  *
- * Drain (SIGTERM): listeners close, idle connections close, the others get
- * their queued requests answered, the last reply with Connection: close,
- * until none is left or drain_ms passed.
+ * Drain (SIGTERM): what the listen queue holds is accepted, listeners close;
+ * every request read or arriving is answered, the last reply of each
+ * connection with Connection: close; idle connections get DRAIN_IDLE_MS to
+ * ask; until none is left or drain_ms passed (loop_drain).
  *
  * Audit: each loop batches its audit lines (audit.c) and writes them after
  * its replies: from an event of the lowest priority, which libevent runs
@@ -79,7 +83,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -89,10 +92,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,14 +104,17 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#define LISTEN_BACKLOG 1024
 #define ACCEPT_MAX 32              /* accepts per listener callback */
 #define LOOP_PRIO_WORK 1           /* I/O, timers and slices: libevent's default */
 #define LOOP_PRIO_IDLE 2
 #define RETRY_AFTER_MS 1000
 #define DRAIN_TICK_MS 50
 #define LINGER_MS 1000
+#define DRAIN_IDLE_MS 250          /* draining: an idle connection's last chance */
 #define REFUSE_LOG_INTERVAL 10     /* seconds between "connection cap" warnings */
+#define HS_LOG_INTERVAL 10         /* seconds of a failed-handshake log budget */
+#define HS_LOG_LINES 5             /* failed handshakes logged one by one per interval */
+#define IDENT_BUCKETS 256          /* identity -> connections table */
 #define AUDIT_LOG_INTERVAL 10      /* seconds between "audit log" errors */
 #define SLICE_US 1000              /* work per slice before epoll runs again */
 #define SLICE_MAX 256              /* requests per slice */
@@ -119,10 +124,9 @@
 #define QUEUE_HIGH 256             /* requests queued on a connection: stop reading */
 #define OUT_HIGH (256 * 1024)      /* unsent reply bytes: stop serving the connection */
 
-static const char session_ctx_id[] = "lurk-keyserver";
-
 typedef struct lurk_srv_loop lurk_srv_loop;
 typedef struct lurk_srv_conn lurk_srv_conn;
+typedef struct lurk_srv_flow lurk_srv_flow;
 
 /* One parsed request, queued on its connection. */
 typedef struct lurk_srv_req {
@@ -143,11 +147,29 @@ typedef struct lurk_srv_req {
 enum { CONN_HANDSHAKE = 0, CONN_OPEN, CONN_LINGER };
 enum { RUNQ_NONE = 0, RUNQ_NEW, RUNQ_OLD };
 
+/* One client identity's connections with work, in one loop: the loop serves
+ * identities in turn, and each identity's connections in turn. */
+struct lurk_srv_flow {
+    lurk_srv_flow *hnext;          /* the loop's table */
+    lurk_srv_flow *rprev;          /* the loop's run queue of identities */
+    lurk_srv_flow *rnext;
+    int runq;
+    int refs;                      /* connections of this identity in the loop */
+    lurk_srv_conn *new_head;       /* its connections' run queues */
+    lurk_srv_conn *new_tail;
+    lurk_srv_conn *old_head;
+    lurk_srv_conn *old_tail;
+    char id[];
+};
+
+#define FLOW_BUCKETS 64
+
 struct lurk_srv_conn {
     lurk_srv_loop *loop;
     lurk_srv_conn *prev;           /* the loop's connections */
     lurk_srv_conn *next;
-    lurk_srv_conn *rprev;          /* the run queue it is on (runq) */
+    lurk_srv_flow *flow;           /* its identity's (NULL until admitted) */
+    lurk_srv_conn *rprev;          /* the run queue it is on (runq), its flow's */
     lurk_srv_conn *rnext;
     int runq;
     int dirty;                     /* answered in this slice, not flushed */
@@ -167,6 +189,12 @@ struct lurk_srv_conn {
     int peer_eof;
     int got_first;                 /* a whole request arrived: header deadline met */
     int sent_continue;
+    int in_pre;                    /* on the loop's list of unauthenticated */
+    int ident_held;                /* counted in the identity table */
+    int over_cap;                  /* its identity had max_per_client already */
+    lurk_srv_conn *pprev;          /* the loop's unauthenticated connections, */
+    lurk_srv_conn *pnext;          /* oldest first */
+    uint64_t t_accept;
     uint64_t last_active;
     char *in;
     size_t in_len;
@@ -182,13 +210,18 @@ struct lurk_srv_conn {
     lurk_srv_peer peer;
     char identity[128];
     char address[64];
+    char cap_why[256];             /* the over_cap refusal's description */
 };
 
 typedef struct {
     size_t max_body;
     int header_timeout;
+    int handshake_timeout;         /* <= header_timeout */
     int idle_timeout;
     int queue_max_ms;
+    size_t pre_max;                /* unauthenticated connections per loop */
+    int per_client;                /* connections per identity, all loops */
+    int max_handshakes;            /* as configured or derived (for messages) */
 } limits;
 
 typedef struct {
@@ -217,11 +250,19 @@ struct lurk_srv_loop {
     limits lim;
     lurk_srv_conn *conns;
     size_t n_conns;
+    lurk_srv_conn *pre_head;       /* unauthenticated connections, oldest first */
+    lurk_srv_conn *pre_tail;
+    size_t n_pre;
     time_t last_refuse_log;
-    lurk_srv_conn *new_head;       /* run queues: new first, then old */
-    lurk_srv_conn *new_tail;
-    lurk_srv_conn *old_head;
-    lurk_srv_conn *old_tail;
+    time_t last_hs_log;            /* failed handshakes: one line per interval */
+    unsigned long hs_unlogged;
+    unsigned hs_logged;            /* lines in the current interval */
+    time_t last_cap_log;
+    lurk_srv_flow *flows[FLOW_BUCKETS];
+    lurk_srv_flow *fnew_head;      /* identities with work: new first, then old */
+    lurk_srv_flow *fnew_tail;
+    lurk_srv_flow *fold_head;
+    lurk_srv_flow *fold_tail;
     struct event *work_ev;         /* one slice of work */
     int work_sched;
     int in_work;
@@ -238,8 +279,21 @@ struct lurk_srv_loop {
     time_t last_audit_log;
 };
 
+/* Connections per client identity, over all loops. */
+typedef struct ident_ent {
+    struct ident_ent *next;
+    int n;
+    char id[];
+} ident_ent;
+
 struct lurk_srv_http_st {
     OSSL_LIB_CTX *libctx;
+    pthread_mutex_t ident_lock;
+    ident_ent *ident[IDENT_BUCKETS];
+    atomic_ulong hs_failed;          /* TLS handshakes that failed */
+    atomic_ulong hs_timeouts;        /* ... that took longer than handshake_timeout */
+    atomic_ulong hs_evicted;         /* ... closed for a newer one (max_handshakes) */
+    atomic_ulong client_capped;      /* connections refused by max_per_client */
     pthread_mutex_t lock;            /* keys, tls, lim */
     LURK_SRV_KEYSTORE *keys;
     SSL_CTX *tls;
@@ -294,77 +348,6 @@ static int grow(char **buf, size_t *cap, size_t len, size_t n)
     return 1;
 }
 
-/* ---- TLS ------------------------------------------------------------------ */
-
-lurk_err lurk_srv_tls_ctx_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx, SSL_CTX **out,
-                              char *why, size_t whylen)
-{
-    SSL_CTX *ctx = NULL;
-    STACK_OF(X509_NAME) *cas = NULL;
-    char reason[256];
-    lurk_err err = LURK_ERR_CONFIG;
-
-    *out = NULL;
-    ERR_clear_error();
-    ctx = SSL_CTX_new_ex(libctx, NULL, TLS_server_method());
-    if (ctx == NULL) {
-        lurk_why(why, whylen, "cannot create a TLS context: %s",
-                 lurk_srv_ossl_reason(reason, sizeof(reason)));
-        err = LURK_ERR_INTERNAL;
-        goto end;
-    }
-    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
-        lurk_why(why, whylen, "cannot require TLS 1.2");
-        err = LURK_ERR_INTERNAL;
-        goto end;
-    }
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (SSL_CTX_use_certificate_chain_file(ctx, conf->tls_cert) != 1) {
-        lurk_why(why, whylen, "%s, [keyserver] tls_cert %s: %s", conf->path, conf->tls_cert,
-                 lurk_srv_ossl_reason(reason, sizeof(reason)));
-        goto end;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, conf->tls_key, SSL_FILETYPE_PEM) != 1) {
-        lurk_why(why, whylen, "%s, [keyserver] tls_key %s: %s", conf->path, conf->tls_key,
-                 lurk_srv_ossl_reason(reason, sizeof(reason)));
-        goto end;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        lurk_why(why, whylen, "%s: tls_key %s does not match tls_cert %s", conf->path,
-                 conf->tls_key, conf->tls_cert);
-        goto end;
-    }
-    if (SSL_CTX_load_verify_file(ctx, conf->client_ca) != 1) {
-        lurk_why(why, whylen, "%s, [keyserver] client_ca %s: %s", conf->path, conf->client_ca,
-                 lurk_srv_ossl_reason(reason, sizeof(reason)));
-        goto end;
-    }
-    cas = SSL_load_client_CA_file_ex(conf->client_ca, libctx, NULL);
-    if (cas == NULL) {
-        lurk_why(why, whylen, "%s, [keyserver] client_ca %s: no CA certificate in it",
-                 conf->path, conf->client_ca);
-        goto end;
-    }
-    SSL_CTX_set_client_CA_list(ctx, cas);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    SSL_CTX_set_verify_depth(ctx, 8);
-    /* Resumption: tickets (TLS 1.3 and 1.2) and the server-side cache; the
-     * id context is required once client certificates are verified. */
-    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)session_ctx_id,
-                                   sizeof(session_ctx_id) - 1);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-    SSL_CTX_sess_set_cache_size(ctx, 20000);
-    SSL_CTX_set_timeout(ctx, 3600);
-    SSL_CTX_set_num_tickets(ctx, 1);
-    *out = ctx;
-    ctx = NULL;
-    err = LURK_OK;
-
-end:
-    ERR_clear_error();
-    SSL_CTX_free(ctx);
-    return err;
-}
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -402,15 +385,230 @@ static void conn_unlink(lurk_srv_conn *c)
     atomic_fetch_sub_explicit(&l->srv->conns, 1, memory_order_relaxed);
 }
 
-static void runq_remove(lurk_srv_conn *c)
+/* ---- unauthenticated connections and identities --------------------------- */
+
+
+static void pre_link(lurk_srv_conn *c)
 {
     lurk_srv_loop *l = c->loop;
-    lurk_srv_conn **head = c->runq == RUNQ_NEW ? &l->new_head : &l->old_head;
-    lurk_srv_conn **tail = c->runq == RUNQ_NEW ? &l->new_tail : &l->old_tail;
 
-    if (c->runq == RUNQ_NONE) {
+    c->pnext = NULL;
+    c->pprev = l->pre_tail;
+    if (l->pre_tail != NULL) {
+        l->pre_tail->pnext = c;
+    } else {
+        l->pre_head = c;
+    }
+    l->pre_tail = c;
+    l->n_pre++;
+    c->in_pre = 1;
+}
+
+static void pre_unlink(lurk_srv_conn *c)
+{
+    lurk_srv_loop *l = c->loop;
+
+    if (!c->in_pre) {
         return;
     }
+    if (c->pprev != NULL) {
+        c->pprev->pnext = c->pnext;
+    } else {
+        l->pre_head = c->pnext;
+    }
+    if (c->pnext != NULL) {
+        c->pnext->pprev = c->pprev;
+    } else {
+        l->pre_tail = c->pprev;
+    }
+    c->pprev = c->pnext = NULL;
+    l->n_pre--;
+    c->in_pre = 0;
+}
+
+/* 1: c has not sent a whole ClientHello and has no bytes waiting either
+ * (an idle socket, or one stalled in the middle of its ClientHello). */
+static int pre_stalled(const lurk_srv_conn *c)
+{
+    int pending = 0;
+
+    if (c->ssl == NULL || SSL_get_state(c->ssl) != TLS_ST_BEFORE) {
+        return 0;
+    }
+    return ioctl(c->fd, FIONREAD, &pending) == 0 && pending == 0;
+}
+
+/* The unauthenticated connection to close for a newer one: the oldest that
+ * is stalled (idle, or stopped inside its ClientHello: such sockets cost
+ * their owner nothing), else the oldest.  A client with a certificate has
+ * its ClientHello in the socket buffer by the time it is accepted, and is
+ * past it within the same read, so stalled sockets, however fast they are
+ * reopened, push out only each other. */
+static lurk_srv_conn *pre_victim(lurk_srv_loop *l)
+{
+    for (lurk_srv_conn *c = l->pre_head; c != NULL; c = c->pnext) {
+        if (pre_stalled(c)) {
+            return c;
+        }
+    }
+    return l->pre_head;
+}
+
+static size_t ident_bucket(const char *id)
+{
+    uint32_t hash = 2166136261u; /* FNV-1a */
+
+    for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++) {
+        hash = (hash ^ *p) * 16777619u;
+    }
+    return hash % IDENT_BUCKETS;
+}
+
+/* One more connection of identity id; its count after, 0 on no memory. */
+static int ident_acquire(LURK_SRV_HTTP *h, const char *id)
+{
+    size_t b = ident_bucket(id);
+    ident_ent *e;
+    int n = 0;
+
+    pthread_mutex_lock(&h->ident_lock);
+    for (e = h->ident[b]; e != NULL && strcmp(e->id, id) != 0; e = e->next) {
+    }
+    if (e == NULL) {
+        size_t len = strlen(id) + 1;
+
+        e = malloc(sizeof(*e) + len);
+        if (e != NULL) {
+            memcpy(e->id, id, len);
+            e->n = 0;
+            e->next = h->ident[b];
+            h->ident[b] = e;
+        }
+    }
+    if (e != NULL) {
+        n = ++e->n;
+    }
+    pthread_mutex_unlock(&h->ident_lock);
+    return n;
+}
+
+static void ident_release(LURK_SRV_HTTP *h, const char *id)
+{
+    size_t b = ident_bucket(id);
+    ident_ent **pp;
+
+    pthread_mutex_lock(&h->ident_lock);
+    for (pp = &h->ident[b]; *pp != NULL; pp = &(*pp)->next) {
+        if (strcmp((*pp)->id, id) == 0) {
+            ident_ent *e = *pp;
+
+            if (--e->n == 0) {
+                *pp = e->next;
+                free(e);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&h->ident_lock);
+}
+
+/* ---- run queues: identities in turn, their connections in turn ------------ */
+
+static void flow_q_remove(lurk_srv_loop *l, lurk_srv_flow *f)
+{
+    lurk_srv_flow **head = f->runq == RUNQ_NEW ? &l->fnew_head : &l->fold_head;
+    lurk_srv_flow **tail = f->runq == RUNQ_NEW ? &l->fnew_tail : &l->fold_tail;
+
+    if (f->runq == RUNQ_NONE) {
+        return;
+    }
+    if (f->rprev != NULL) {
+        f->rprev->rnext = f->rnext;
+    } else {
+        *head = f->rnext;
+    }
+    if (f->rnext != NULL) {
+        f->rnext->rprev = f->rprev;
+    } else {
+        *tail = f->rprev;
+    }
+    f->rprev = f->rnext = NULL;
+    f->runq = RUNQ_NONE;
+}
+
+static void flow_q_push(lurk_srv_loop *l, lurk_srv_flow *f, int which)
+{
+    lurk_srv_flow **head = which == RUNQ_NEW ? &l->fnew_head : &l->fold_head;
+    lurk_srv_flow **tail = which == RUNQ_NEW ? &l->fnew_tail : &l->fold_tail;
+
+    f->rnext = NULL;
+    f->rprev = *tail;
+    if (*tail != NULL) {
+        (*tail)->rnext = f;
+    } else {
+        *head = f;
+    }
+    *tail = f;
+    f->runq = which;
+}
+
+/* The loop's flow for identity id, one more reference; NULL: no memory. */
+static lurk_srv_flow *flow_get(lurk_srv_loop *l, const char *id)
+{
+    uint32_t hash = 2166136261u; /* FNV-1a */
+    lurk_srv_flow *f;
+    size_t len = strlen(id) + 1;
+
+    for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++) {
+        hash = (hash ^ *p) * 16777619u;
+    }
+    for (f = l->flows[hash % FLOW_BUCKETS]; f != NULL; f = f->hnext) {
+        if (strcmp(f->id, id) == 0) {
+            f->refs++;
+            return f;
+        }
+    }
+    f = calloc(1, sizeof(*f) + len);
+    if (f == NULL) {
+        return NULL;
+    }
+    memcpy(f->id, id, len);
+    f->refs = 1;
+    f->hnext = l->flows[hash % FLOW_BUCKETS];
+    l->flows[hash % FLOW_BUCKETS] = f;
+    return f;
+}
+
+static void flow_put(lurk_srv_loop *l, lurk_srv_flow *f)
+{
+    lurk_srv_flow **pp;
+
+    if (f == NULL || --f->refs > 0) {
+        return;
+    }
+    flow_q_remove(l, f); /* empty by now: its connections left its queues */
+    for (size_t b = 0; b < FLOW_BUCKETS; b++) {
+        for (pp = &l->flows[b]; *pp != NULL; pp = &(*pp)->hnext) {
+            if (*pp == f) {
+                *pp = f->hnext;
+                free(f);
+                return;
+            }
+        }
+    }
+}
+
+static void runq_remove(lurk_srv_conn *c)
+{
+    lurk_srv_flow *f = c->flow;
+    lurk_srv_conn **head;
+    lurk_srv_conn **tail;
+
+    if (c->runq == RUNQ_NONE || f == NULL) {
+        return;
+    }
+    head = c->runq == RUNQ_NEW ? &f->new_head : &f->old_head;
+    tail = c->runq == RUNQ_NEW ? &f->new_tail : &f->old_tail;
     if (c->rprev != NULL) {
         c->rprev->rnext = c->rnext;
     } else {
@@ -423,14 +621,22 @@ static void runq_remove(lurk_srv_conn *c)
     }
     c->rprev = c->rnext = NULL;
     c->runq = RUNQ_NONE;
+    if (f->new_head == NULL && f->old_head == NULL) {
+        flow_q_remove(c->loop, f);
+    }
 }
 
 static void runq_push(lurk_srv_conn *c, int which)
 {
-    lurk_srv_loop *l = c->loop;
-    lurk_srv_conn **head = which == RUNQ_NEW ? &l->new_head : &l->old_head;
-    lurk_srv_conn **tail = which == RUNQ_NEW ? &l->new_tail : &l->old_tail;
+    lurk_srv_flow *f = c->flow;
+    lurk_srv_conn **head;
+    lurk_srv_conn **tail;
 
+    if (f == NULL) {
+        return; /* not admitted: never has requests */
+    }
+    head = which == RUNQ_NEW ? &f->new_head : &f->old_head;
+    tail = which == RUNQ_NEW ? &f->new_tail : &f->old_tail;
     c->rnext = NULL;
     c->rprev = *tail;
     if (*tail != NULL) {
@@ -440,15 +646,38 @@ static void runq_push(lurk_srv_conn *c, int which)
     }
     *tail = c;
     c->runq = which;
+    if (f->runq == RUNQ_NONE) {
+        flow_q_push(c->loop, f, which);
+    }
 }
 
+/* The connection the next runq_pop returns, or NULL. */
+static lurk_srv_conn *runq_peek(const lurk_srv_loop *l)
+{
+    const lurk_srv_flow *f = l->fnew_head != NULL ? l->fnew_head : l->fold_head;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    return f->new_head != NULL ? f->new_head : f->old_head;
+}
+
+/* The next identity's next connection; the identity then goes to the end
+ * of the old queue, so that the next pop is another identity's turn. */
 static lurk_srv_conn *runq_pop(lurk_srv_loop *l, int *was_new)
 {
-    lurk_srv_conn *c = l->new_head != NULL ? l->new_head : l->old_head;
+    lurk_srv_flow *f = l->fnew_head != NULL ? l->fnew_head : l->fold_head;
+    lurk_srv_conn *c;
 
-    *was_new = c != NULL && c->runq == RUNQ_NEW;
-    if (c != NULL) {
-        runq_remove(c);
+    if (f == NULL) {
+        return NULL;
+    }
+    c = f->new_head != NULL ? f->new_head : f->old_head;
+    *was_new = c->runq == RUNQ_NEW;
+    runq_remove(c);
+    if (f->runq != RUNQ_NONE) {
+        flow_q_remove(l, f);
+        flow_q_push(l, f, RUNQ_OLD);
     }
     return c;
 }
@@ -522,6 +751,12 @@ static void conn_free(lurk_srv_conn *c)
         return;
     }
     runq_remove(c);
+    flow_put(c->loop, c->flow);
+    c->flow = NULL;
+    pre_unlink(c);
+    if (c->ident_held) {
+        ident_release(c->loop->srv, c->identity);
+    }
     conn_unlink(c);
     while ((r = c->q_head) != NULL) {
         c->q_head = r->next;
@@ -595,32 +830,106 @@ static void linger_read(lurk_srv_conn *c)
     conn_free(c);
 }
 
-/* Identity and address, once per connection. */
+/* Identity, once per connection (tls.c). */
 static void conn_peer_tls(lurk_srv_conn *c)
 {
-    X509 *crt;
-    X509_NAME *subj;
-    int i;
-
-    crt = SSL_get0_peer_certificate(c->ssl);
-    if (crt == NULL || SSL_get_verify_result(c->ssl) != X509_V_OK) {
-        return;
-    }
-    subj = X509_get_subject_name(crt);
-    i = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
-    if (i >= 0) {
-        const ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
-        unsigned char *utf8 = NULL;
-        int n = ASN1_STRING_to_UTF8(&utf8, s);
-
-        if (n > 0 && (size_t)n < sizeof(c->identity) && memchr(utf8, '\0', (size_t)n) == NULL) {
-            memcpy(c->identity, utf8, (size_t)n);
-            c->identity[n] = '\0';
-        }
-        OPENSSL_free(utf8);
-    }
-    c->peer.authenticated = 1;
+    c->peer.authenticated = lurk_srv_tls_peer(c->ssl, c->identity, sizeof(c->identity));
 }
+
+/*
+ * The peer is authenticated (TLS) or known (unix socket): it counts for its
+ * identity.  One identity past max_connections_per_client keeps the
+ * connection only to answer its first request with a LurkResponse 503 that
+ * says why, and only for handshake_timeout; so one certificate cannot hold
+ * every slot, while every other client can still connect.  The header
+ * deadline runs on from the accept.  1: c is still there.
+ */
+static int conn_admit(lurk_srv_conn *c)
+{
+    lurk_srv_loop *l = c->loop;
+    uint64_t now = now_ns();
+    uint64_t deadline;
+    struct timeval tv;
+    int n;
+
+    c->flow = flow_get(l, c->identity);
+    if (c->flow == NULL) {
+        conn_free(c); /* out of memory */
+        return 0;
+    }
+    if (c->peer.authenticated) {
+        n = ident_acquire(l->srv, c->identity);
+        c->ident_held = n > 0;
+        if (n > l->lim.per_client) {
+            time_t t = time(NULL);
+
+            c->over_cap = 1;
+            atomic_fetch_add_explicit(&l->srv->client_capped, 1, memory_order_relaxed);
+            snprintf(c->cap_why, sizeof(c->cap_why),
+                     "client %s has %d connections already: max_connections_per_client = %d",
+                     c->identity, n - 1, l->lim.per_client);
+            if (t - l->last_cap_log >= REFUSE_LOG_INTERVAL) {
+                l->last_cap_log = t;
+                lurk_srv_log(LURK_LOG_WARN, "%s: refusing its new connections", c->cap_why);
+            }
+        }
+    }
+    deadline = c->t_accept + (uint64_t)l->lim.header_timeout * 1000000000u;
+    if (c->over_cap) {
+        deadline = now + (uint64_t)l->lim.handshake_timeout * 1000000000u;
+    }
+    ms_to_tv(deadline > now ? (deadline - now) / 1000000u + 1 : 1, &tv);
+    evtimer_add(c->tev, &tv);
+    return 1;
+}
+
+/*
+ * A connection that never authenticated: a failed handshake (reason from
+ * OpenSSL), a handshake past handshake_timeout, or one closed for a newer
+ * one (max_handshakes).  Counted always; an audit line when the peer sent a
+ * whole ClientHello (a socket stalled before that says nothing worth a
+ * line, and a flood of them must not fill the audit log); the log
+ * gets the first of each HS_LOG_INTERVAL and a count of the rest, so a flood
+ * cannot flood the log.
+ */
+static void conn_hs_failed(lurk_srv_conn *c, atomic_ulong *counter, const char *reason,
+                           const char *fix)
+{
+    lurk_srv_loop *l = c->loop;
+    time_t now = time(NULL);
+    int said_hello = c->ssl != NULL && SSL_get_state(c->ssl) != TLS_ST_BEFORE;
+
+    atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+    if (said_hello) {
+        lurk_srv_audit_rec rec;
+
+        memset(&rec, 0, sizeof(rec));
+        lurk_srv_audit_time(&rec);
+        snprintf(rec.address, sizeof(rec.address), "%s", c->address);
+        snprintf(rec.op, sizeof(rec.op), "Connect");
+        rec.status = 401;
+        rec.result = LURK_ERR_UNAUTHORIZED;
+        snprintf(rec.detail, sizeof(rec.detail), "TLS handshake failed: %s", reason);
+        loop_audit(l, &rec);
+    }
+    if (now - l->last_hs_log >= HS_LOG_INTERVAL) {
+        if (l->hs_unlogged > 0) {
+            lurk_srv_log(LURK_LOG_WARN, "%lu more connection(s) failed to authenticate in the "
+                         "last %d s (not logged one by one)", l->hs_unlogged, HS_LOG_INTERVAL);
+        }
+        l->last_hs_log = now;
+        l->hs_unlogged = 0;
+        l->hs_logged = 0;
+    }
+    if (l->hs_logged < HS_LOG_LINES) {
+        lurk_srv_log(LURK_LOG_WARN, "TLS handshake from %s failed: %s%s%s", c->address, reason,
+                     fix[0] != '\0' ? " " : "", fix);
+        l->hs_logged++;
+    } else {
+        l->hs_unlogged++;
+    }
+}
+
 
 static void conn_handshake(lurk_srv_conn *c)
 {
@@ -630,9 +939,13 @@ static void conn_handshake(lurk_srv_conn *c)
     r = SSL_do_handshake(c->ssl);
     if (r == 1) {
         c->state = CONN_OPEN;
+        pre_unlink(c);
         conn_peer_tls(c);
         set_ev(c->wev, &c->writing, 0);
         c->last_active = now_ns();
+        if (!conn_admit(c)) {
+            return;
+        }
         conn_on_read(c); /* a request may have come with the Finished */
         return;
     }
@@ -643,10 +956,18 @@ static void conn_handshake(lurk_srv_conn *c)
     case SSL_ERROR_WANT_WRITE:
         set_ev(c->wev, &c->writing, 1);
         break;
-    default:
-        /* no certificate, a rogue CA, not TLS at all: nothing to answer */
+    default: {
+        /* no certificate, a rogue CA, not TLS at all: nothing to answer,
+         * but a trace */
+        char reason[200];
+        const char *fix;
+
+        lurk_srv_tls_failure(c->ssl, SSL_get_error(c->ssl, r), reason, sizeof(reason), &fix);
+        conn_hs_failed(c, &c->loop->srv->hs_failed, reason, fix);
+        ERR_clear_error();
         conn_free(c);
         break;
+    }
     }
 }
 
@@ -769,6 +1090,31 @@ static void conn_queue_raw(lurk_srv_conn *c, const char *s, size_t n)
     }
 }
 
+/* The queue entry for a whole request of body_len bytes: a refusal when the
+ * peer, path or method is wrong (no body kept), else room for the body. */
+static lurk_srv_req *conn_request(lurk_srv_conn *c, const lurk_http1_req *req, uint64_t t,
+                                  unsigned flags, size_t body_len)
+{
+    if (!c->peer.authenticated) {
+        return req_new(0, t, LURK_ERR_UNAUTHORIZED, "client not authenticated",
+                       flags | REQ_CLOSE);
+    }
+    if (c->over_cap) {
+        return req_new(0, t, LURK_ERR_UNAVAILABLE, c->cap_why, flags | REQ_CLOSE);
+    }
+    if (req->path_len != sizeof(LURK_PROTO_PATH) - 1
+        || memcmp(req->path, LURK_PROTO_PATH, req->path_len) != 0) {
+        return req_new(0, t, LURK_ERR_KEY_NOT_FOUND,
+                       "no such resource: LURK is POST " LURK_PROTO_PATH, flags);
+    }
+    if (!req->is_post) {
+        return req_new(0, t, LURK_ERR_INVALID_FORMAT,
+                       "method not allowed: LURK is POST " LURK_PROTO_PATH,
+                       flags | REQ_ALLOW_POST);
+    }
+    return req_new(body_len, t, LURK_OK, NULL, flags);
+}
+
 /* Every complete request in the input buffer goes on the queue (t: when
  * the bytes were read); the rest stays for the next read. */
 static int conn_parse(lurk_srv_conn *c, uint64_t t)
@@ -812,6 +1158,50 @@ static int conn_parse(lurk_srv_conn *c, uint64_t t)
         } else if (req.minor == 0) {
             flags |= REQ_KEEP_ALIVE;
         }
+        if (req.chunked) {
+            size_t enc = 0;
+            size_t blen = 0;
+
+            res = lurk_http1_chunked(c->in + pos + req.head_len, c->in_len - pos - req.head_len,
+                                     l->lim.max_body, NULL, &enc, &blen, &why);
+            if (res == LURK_HTTP1_BAD) {
+                ok = conn_refuse(c, t, LURK_ERR_INVALID_FORMAT, why, flags | REQ_CLOSE);
+                break;
+            }
+            if (res == LURK_HTTP1_TOO_LARGE) {
+                c->got_first = 1;
+                ok = conn_refuse(c, t, LURK_ERR_TOO_LARGE, "request body too large",
+                                 flags | REQ_CLOSE);
+                break;
+            }
+            if (res == LURK_HTTP1_MORE) {
+                if (req.expect_continue && !c->sent_continue && c->q_n == 0
+                    && conn_unsent(c) == 0) {
+                    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+                    c->sent_continue = 1;
+                    conn_queue_raw(c, cont, sizeof(cont) - 1);
+                    if (!conn_flush(c)) {
+                        return 0; /* c is gone */
+                    }
+                }
+                break;
+            }
+            c->sent_continue = 0;
+            c->got_first = 1;
+            r = conn_request(c, &req, t, flags, blen);
+            if (r == NULL) {
+                ok = 0;
+                break;
+            }
+            if (r->err == LURK_OK) {
+                lurk_http1_chunked(c->in + pos + req.head_len, c->in_len - pos - req.head_len,
+                                   l->lim.max_body, r->body, &enc, &blen, &why);
+            }
+            pos += req.head_len + enc;
+            conn_enqueue(c, r);
+            continue;
+        }
         if (req.body_len > l->lim.max_body) {
             /* a body up to twice the limit is skipped, a larger one not */
             if (req.body_len > 2 * l->lim.max_body) {
@@ -844,22 +1234,9 @@ static int conn_parse(lurk_srv_conn *c, uint64_t t)
         }
         c->sent_continue = 0;
         c->got_first = 1;
-        if (!c->peer.authenticated) {
-            r = req_new(0, t, LURK_ERR_UNAUTHORIZED, "client not authenticated",
-                        flags | REQ_CLOSE);
-        } else if (req.path_len != sizeof(LURK_PROTO_PATH) - 1
-                   || memcmp(req.path, LURK_PROTO_PATH, req.path_len) != 0) {
-            r = req_new(0, t, LURK_ERR_KEY_NOT_FOUND,
-                        "no such resource: LURK is POST " LURK_PROTO_PATH, flags);
-        } else if (!req.is_post) {
-            r = req_new(0, t, LURK_ERR_INVALID_FORMAT,
-                        "method not allowed: LURK is POST " LURK_PROTO_PATH,
-                        flags | REQ_ALLOW_POST);
-        } else {
-            r = req_new(req.body_len, t, LURK_OK, NULL, flags);
-            if (r != NULL) {
-                memcpy(r->body, c->in + pos + req.head_len, req.body_len);
-            }
+        r = conn_request(c, &req, t, flags, req.body_len);
+        if (r != NULL && r->err == LURK_OK) {
+            memcpy(r->body, c->in + pos + req.head_len, req.body_len);
         }
         if (r == NULL) {
             ok = 0;
@@ -1008,8 +1385,20 @@ static void conn_reply_200(lurk_srv_conn *c, const char *body, size_t len)
     c->out_len = (size_t)(o - c->out);
 }
 
+/* 1: bytes of c's peer are waiting, in OpenSSL or in the socket. */
+static int conn_input_pending(const lurk_srv_conn *c)
+{
+    int pending = 0;
+
+    if (c->ssl != NULL && SSL_has_pending(c->ssl)) {
+        return 1;
+    }
+    return ioctl(c->fd, FIONREAD, &pending) == 0 && pending > 0;
+}
+
 /* Appends one reply; the connection closes after it when asked, or when
- * draining and nothing more is owed or coming. */
+ * draining and nothing more is owed or coming (no request queued, none
+ * partly read, no bytes waiting: those are read and answered first). */
 static void conn_reply(lurk_srv_conn *c, int status, const char *body, size_t len,
                        unsigned retry_after_ms, unsigned flags)
 {
@@ -1021,7 +1410,8 @@ static void conn_reply(lurk_srv_conn *c, int status, const char *body, size_t le
     size_t e = 0;
 
     close_after = (flags & REQ_CLOSE) != 0
-                  || (l->draining && c->q_n == 0 && c->in_len == 0 && c->discard == 0);
+                  || (l->draining && c->q_n == 0 && c->in_len == 0 && c->discard == 0
+                      && !conn_input_pending(c));
     if (status == 200 && !close_after && (flags & (REQ_KEEP_ALIVE | REQ_HEAD)) == 0) {
         conn_reply_200(c, body, len);
         return;
@@ -1200,8 +1590,22 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
     uint64_t now;
     struct timeval tv;
 
-    if (c->state != CONN_OPEN || !c->got_first) {
+    if (c->state == CONN_HANDSHAKE) {
+        char reason[96];
+
+        snprintf(reason, sizeof(reason), "not done within handshake_timeout (%d s)",
+                 l->lim.handshake_timeout);
+        conn_hs_failed(c, &l->srv->hs_timeouts, reason, "");
         conn_free(c);
+        return;
+    }
+    if (c->state != CONN_OPEN || (!c->got_first && !l->draining)) {
+        conn_free(c);
+        return;
+    }
+    if (l->draining && c->q_n == 0 && c->in_len == 0 && c->discard == 0
+        && conn_unsent(c) == 0 && !conn_input_pending(c)) {
+        conn_free(c); /* idle for DRAIN_IDLE_MS since the drain began */
         return;
     }
     now = now_ns();
@@ -1251,6 +1655,7 @@ static int conn_new(lurk_srv_loop *l, int fd, int is_unix)
     c->peer.address = c->address;
     c->peer.identity = c->identity;
     c->last_active = now_ns();
+    c->t_accept = c->last_active;
     c->rev = event_new(l->base, fd, EV_READ | EV_PERSIST, on_conn_io, c);
     c->wev = event_new(l->base, fd, EV_WRITE | EV_PERSIST, on_conn_io, c);
     c->tev = evtimer_new(l->base, on_conn_timer, c);
@@ -1268,6 +1673,9 @@ static int conn_new(lurk_srv_loop *l, int fd, int is_unix)
             c->peer.authenticated = 1;
         }
         c->state = CONN_OPEN;
+        set_ev(c->rev, &c->reading, 1);
+        conn_admit(c); /* frees c on failure; the fd goes with it */
+        return 1;
     } else {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
@@ -1298,11 +1706,16 @@ static int conn_new(lurk_srv_loop *l, int fd, int is_unix)
         SSL_set_read_ahead(c->ssl, 1);
         SSL_set_accept_state(c->ssl);
         c->state = CONN_HANDSHAKE;
+        pre_link(c);
     }
     set_ev(c->rev, &c->reading, 1);
-    tv.tv_sec = l->lim.header_timeout;
+    tv.tv_sec = l->lim.handshake_timeout;
     tv.tv_usec = 0;
     evtimer_add(c->tev, &tv);
+    /* TCP_DEFER_ACCEPT: the ClientHello is normally in already; answering
+     * it now takes the connection past the stalled ones (pre_victim) before
+     * the next accept of this batch could push it out.  May free c. */
+    conn_handshake(c);
     return 1;
 
 fail:
@@ -1328,7 +1741,18 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             break;
         }
         n = atomic_fetch_add_explicit(&h->conns, 1, memory_order_relaxed);
-        if (n >= atomic_load_explicit(&h->max_conns, memory_order_relaxed) || l->draining) {
+        if (n >= atomic_load_explicit(&h->max_conns, memory_order_relaxed) && !l->draining
+            && l->pre_head != NULL) {
+            /* Full: the oldest connection of this loop that has not
+             * authenticated makes room, so that idle or slow sockets
+             * cannot keep clients out; only authenticated ones are kept. */
+            lurk_srv_conn *v = pre_victim(l);
+
+            conn_hs_failed(v, &h->hs_evicted,
+                           "closed for a newer connection: max_connections reached", "");
+            conn_free(v);
+        } else if (n >= atomic_load_explicit(&h->max_conns, memory_order_relaxed)
+                   || l->draining) {
             atomic_fetch_sub_explicit(&h->conns, 1, memory_order_relaxed);
             close(cfd);
             log_refusal(l);
@@ -1337,6 +1761,15 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
         if (!conn_new(l, cfd, lst->is_unix)) {
             atomic_fetch_sub_explicit(&h->conns, 1, memory_order_relaxed);
             close(cfd);
+            continue;
+        }
+        if (l->n_pre > l->lim.pre_max) {
+            /* the unauthenticated have their own, smaller budget */
+            lurk_srv_conn *v = pre_victim(l);
+
+            conn_hs_failed(v, &h->hs_evicted,
+                           "closed for a newer connection: max_handshakes reached", "");
+            conn_free(v);
         }
     }
 }
@@ -1443,7 +1876,8 @@ static void conn_serve_one(lurk_srv_conn *c, uint64_t now)
     if (c->closing) {
         /* a reply that closes the connection went before it */
     } else if (r->err != LURK_OK) {
-        conn_error(c, r->err, r->why, 0, r->flags);
+        conn_error(c, r->err, r->why, r->err == LURK_ERR_UNAVAILABLE ? RETRY_AFTER_MS : 0,
+                   r->flags);
     } else if (now - r->t_read > (uint64_t)l->lim.queue_max_ms * 1000000u) {
         conn_error(c, LURK_ERR_UNAVAILABLE, "overloaded", RETRY_AFTER_MS, r->flags);
     } else {
@@ -1502,7 +1936,7 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
         /* Its replies leave now, before another connection's turn (an
          * RSA-4096 sign) could hold them; a connection that is next again
          * (the only busy one) keeps them for one write at the end. */
-        if (c->dirty || (l->new_head != NULL ? l->new_head : l->old_head) == c) {
+        if (c->dirty || runq_peek(l) == c) {
             if (!c->dirty) {
                 c->dirty = 1;
                 l->dirty[l->n_dirty++] = c;
@@ -1517,7 +1951,7 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
         conn_after_work(c); /* may free c */
     }
     l->n_dirty = 0;
-    if (l->new_head != NULL || l->old_head != NULL) {
+    if (l->fnew_head != NULL || l->fold_head != NULL) {
         l->work_sched = 0;
         loop_schedule(l);
     }
@@ -1577,10 +2011,21 @@ static void loop_close_listeners(lurk_srv_loop *l)
     l->n_lst = 0;
 }
 
+/*
+ * SIGTERM: nothing a client sent may go unanswered.  Connections already in
+ * the listen queue are accepted (a client may have sent its request on
+ * one), then the listeners close.  Every connection keeps going: a request
+ * already read, or arriving, is answered, the last one with Connection:
+ * close; one still in its TLS handshake may finish it and ask; an idle one
+ * gets DRAIN_IDLE_MS to ask (a client that works one request after another
+ * is between a reply and its next request), then closes.  The loop exits
+ * when no connection is left, or after drain_ms.
+ */
 static void loop_drain(lurk_srv_loop *l, unsigned drain_ms)
 {
     struct timeval tick = { 0, DRAIN_TICK_MS * 1000 };
     struct timeval span = { drain_ms / 1000, (drain_ms % 1000) * 1000 };
+    struct timeval grace;
     struct timeval now;
     lurk_srv_conn *c;
     lurk_srv_conn *next;
@@ -1588,14 +2033,25 @@ static void loop_drain(lurk_srv_loop *l, unsigned drain_ms)
     if (l->draining) {
         return;
     }
+    for (size_t i = 0; i < l->n_lst; i++) {
+        /* each call takes up to ACCEPT_MAX; stops at the first EAGAIN */
+        for (int k = 0; k < 64 && l->lst[i].fd >= 0; k++) {
+            size_t before = l->n_conns;
+
+            on_accept(l->lst[i].fd, EV_READ, &l->lst[i]);
+            if (l->n_conns == before) {
+                break;
+            }
+        }
+    }
     l->draining = 1;
     loop_close_listeners(l);
+    ms_to_tv(DRAIN_IDLE_MS, &grace);
     for (c = l->conns; c != NULL; c = next) {
         next = c->next;
-        if (c->state == CONN_HANDSHAKE
-            || (c->state == CONN_OPEN && c->q_n == 0 && c->in_len == 0 && c->discard == 0
-                && conn_unsent(c) == 0)) {
-            conn_free(c);
+        if (c->state == CONN_OPEN && c->q_n == 0 && c->in_len == 0 && c->discard == 0
+            && conn_unsent(c) == 0) {
+            evtimer_add(c->tev, &grace);
         }
     }
     evutil_gettimeofday(&now, NULL);
@@ -1634,116 +2090,7 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-/* ---- listeners ------------------------------------------------------------ */
-
-/*
- * A listening socket for host:port.  reuseport 0 makes a probe: every loop
- * binds its own socket with SO_REUSEPORT, which would also let a second
- * server started by mistake share the port silently; an exclusive bind
- * first makes that an "address in use" error.
- */
-static evutil_socket_t bind_tcp(const char *host, int port, int reuseport, int *bound_port,
-                                char *why, size_t whylen)
-{
-    struct addrinfo hints;
-    struct addrinfo *ai = NULL;
-    char portstr[16];
-    evutil_socket_t fd = -1;
-    int one = 1;
-    int rc;
-    struct sockaddr_storage ss;
-    socklen_t sslen = sizeof(ss);
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    rc = getaddrinfo(host, portstr, &hints, &ai);
-    if (rc != 0) {
-        lurk_why(why, whylen, "listen %s:%d: %s", host, port, gai_strerror(rc));
-        goto end;
-    }
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-        lurk_why(why, whylen, "listen %s:%d: socket: %s", host, port, strerror(errno));
-        goto end;
-    }
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0
-        || (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)) {
-        lurk_why(why, whylen, "listen %s:%d: setsockopt: %s", host, port, strerror(errno));
-        goto fail;
-    }
-    /* accepted sockets inherit it on Linux; conn_new sets it again */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
-        lurk_why(why, whylen, "listen %s:%d: %s", host, port, strerror(errno));
-        goto fail;
-    }
-    if (getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
-        lurk_why(why, whylen, "listen %s:%d: getsockname: %s", host, port, strerror(errno));
-        goto fail;
-    }
-    *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                 : ((struct sockaddr_in *)&ss)->sin_port);
-    goto end;
-
-fail:
-    close(fd);
-    fd = -1;
-end:
-    if (ai != NULL) {
-        freeaddrinfo(ai);
-    }
-    return fd;
-}
-
-static evutil_socket_t bind_unix(const char *path, char *why, size_t whylen)
-{
-    struct sockaddr_un sun;
-    struct stat st;
-    evutil_socket_t fd = -1;
-    mode_t old;
-
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sun.sun_path)) {
-        lurk_why(why, whylen, "unix_socket %s: path too long", path);
-        goto end;
-    }
-    memcpy(sun.sun_path, path, strlen(path));
-    /* a socket left by a previous run; anything else is never removed */
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            lurk_why(why, whylen, "unix_socket %s: exists and is not a socket", path);
-            goto end;
-        }
-        unlink(path);
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        lurk_why(why, whylen, "unix_socket %s: %s", path, strerror(errno));
-        goto end;
-    }
-    old = umask(0117);
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-        umask(old);
-        lurk_why(why, whylen, "unix_socket %s: %s", path, strerror(errno));
-        close(fd);
-        fd = -1;
-        goto end;
-    }
-    umask(old);
-    if (chmod(path, 0660) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
-        lurk_why(why, whylen, "unix_socket %s: %s", path, strerror(errno));
-        close(fd);
-        fd = -1;
-        unlink(path);
-    }
-
-end:
-    return fd;
-}
+/* ---- event bases and listeners (sockets: listen.c) ------------------------ */
 
 /* Each base is used by its own thread only (no locks); the changelist
  * folds the enable/disable pairs of a request into fewer epoll_ctl calls. */
@@ -1769,15 +2116,6 @@ static struct event_base *new_base(void)
     return base;
 }
 
-static void format_addr(char *out, size_t len, const char *host, int port)
-{
-    if (strchr(host, ':') != NULL) {
-        snprintf(out, len, "[%s]:%d", host, port);
-    } else {
-        snprintf(out, len, "%s:%d", host, port);
-    }
-}
-
 static int loop_listen(lurk_srv_loop *l, int fd, int is_unix)
 {
     listener *lst = &l->lst[l->n_lst];
@@ -1792,8 +2130,17 @@ static int loop_listen(lurk_srv_loop *l, int fd, int is_unix)
 
 static void limits_from_conf(limits *lim, const lurk_srv_conf *conf)
 {
+    int threads = conf->threads > 0 ? conf->threads : 1;
+
     lim->max_body = conf->max_body;
     lim->header_timeout = conf->header_timeout;
+    lim->handshake_timeout = conf->handshake_timeout < conf->header_timeout
+                                 ? conf->handshake_timeout : conf->header_timeout;
+    lim->max_handshakes = conf->max_handshakes > 0 ? conf->max_handshakes
+                          : conf->max_connections / 8 > 16 ? conf->max_connections / 8 : 16;
+    lim->pre_max = (size_t)(lim->max_handshakes / threads > 4 ? lim->max_handshakes / threads : 4);
+    lim->per_client = conf->max_per_client > 0 ? conf->max_per_client
+                      : conf->max_connections / 2 > 1 ? conf->max_connections / 2 : 1;
     lim->idle_timeout = conf->idle_timeout;
     lim->queue_max_ms = conf->queue_max_ms;
 }
@@ -1813,6 +2160,7 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
         goto end;
     }
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->ident_lock, NULL);
     h->libctx = libctx;
     h->keys = keys;
     lurk_srv_keystore_up_ref(keys);
@@ -1878,14 +2226,14 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
 
             lurk_srv_split_addr(conf->listen[j], host, sizeof(host), &port);
             if (i == 0 && ports[j] != 0) {
-                fd = bind_tcp(host, ports[j], 0, &bound, why, whylen);
+                fd = lurk_srv_listen_tcp(host, ports[j], 0, h->lim.handshake_timeout, &bound, why, whylen);
                 if (fd < 0) {
                     err = LURK_ERR_IO;
                     goto end;
                 }
                 close(fd);
             }
-            fd = bind_tcp(host, ports[j], 1, &bound, why, whylen);
+            fd = lurk_srv_listen_tcp(host, ports[j], 1, h->lim.handshake_timeout, &bound, why, whylen);
             if (fd < 0) {
                 err = LURK_ERR_IO;
                 goto end;
@@ -1897,11 +2245,11 @@ lurk_err lurk_srv_http_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx,
             }
             if (i == 0 && j == 0) {
                 h->port = bound;
-                format_addr(h->addr, sizeof(h->addr), host, bound);
+                lurk_srv_format_addr(h->addr, sizeof(h->addr), host, bound);
             }
         }
         if (i == 0 && conf->unix_socket != NULL) {
-            evutil_socket_t fd = bind_unix(conf->unix_socket, why, whylen);
+            evutil_socket_t fd = lurk_srv_listen_unix(conf->unix_socket, why, whylen);
 
             if (fd < 0) {
                 err = LURK_ERR_IO;
@@ -2057,5 +2405,14 @@ void lurk_srv_http_free(LURK_SRV_HTTP *h)
     lurk_srv_keystore_free(h->keys);
     SSL_CTX_free(h->tls);
     pthread_mutex_destroy(&h->lock);
+    for (size_t b = 0; b < IDENT_BUCKETS; b++) {
+        while (h->ident[b] != NULL) { /* none: every connection released its own */
+            ident_ent *e = h->ident[b];
+
+            h->ident[b] = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_destroy(&h->ident_lock);
     free(h);
 }

@@ -104,7 +104,7 @@ static lurk_http1_result request_line(const char *line, size_t len, lurk_http1_r
 
 /* "name: value", line[0..len) without its line end. */
 static lurk_http1_result field(const char *line, size_t len, lurk_http1_req *req,
-                               int *have_cl, const char **why)
+                               int *have_cl, int *have_te, const char **why)
 {
     size_t n = 0;
     size_t v;
@@ -150,7 +150,14 @@ static lurk_http1_result field(const char *line, size_t len, lurk_http1_req *req
         *have_cl = 1;
         req->body_len = cl;
     } else if (n == 17 && strncasecmp(line, "Transfer-Encoding", 17) == 0) {
-        return bad(why, "Transfer-Encoding is not supported: send Content-Length");
+        if (*have_te) {
+            return bad(why, "Transfer-Encoding repeated");
+        }
+        if (end - v != 7 || strncasecmp(line + v, "chunked", 7) != 0) {
+            return bad(why, "Transfer-Encoding other than chunked is not supported");
+        }
+        *have_te = 1;
+        req->chunked = 1;
     } else if (n == 10 && strncasecmp(line, "Connection", 10) == 0) {
         req->conn_close |= list_has(line + v, end - v, "close");
         req->conn_keep_alive |= list_has(line + v, end - v, "keep-alive");
@@ -167,6 +174,7 @@ lurk_http1_result lurk_http1_parse(const char *buf, size_t len, size_t max_head,
     size_t lim = len < max_head ? len : max_head;
     int have_line = 0;
     int have_cl = 0;
+    int have_te = 0;
 
     memset(req, 0, sizeof(*req));
     if (why != NULL) {
@@ -193,19 +201,200 @@ lurk_http1_result lurk_http1_parse(const char *buf, size_t len, size_t max_head,
                 continue; /* empty lines before the request line */
             }
             req->head_len = pos;
+            if (have_te && have_cl) {
+                return bad(why, "both Content-Length and Transfer-Encoding");
+            }
+            if (have_te && req->minor == 0) {
+                return bad(why, "Transfer-Encoding in an HTTP/1.0 request");
+            }
             return LURK_HTTP1_DONE;
         }
         if (!have_line) {
             r = request_line(buf + pos, llen, req, why);
             have_line = 1;
         } else {
-            r = field(buf + pos, llen, req, &have_cl, why);
+            r = field(buf + pos, llen, req, &have_cl, &have_te, why);
         }
         if (r != LURK_HTTP1_DONE) {
             return r;
         }
         pos = (size_t)(nl - buf) + 1;
     }
+}
+
+/* A CRLF-terminated line at buf[pos..len): its length without CRLF in
+ * *llen.  MORE: no CRLF within max bytes yet; BAD: a bare CR or LF, or no
+ * CRLF within max. */
+static lurk_http1_result crlf_line(const char *buf, size_t pos, size_t len, size_t max,
+                                   size_t *llen, const char **why)
+{
+    size_t lim = len - pos < max + 2 ? len - pos : max + 2;
+    const char *nl = memchr(buf + pos, '\n', lim);
+
+    if (nl == NULL) {
+        return lim == max + 2 ? bad(why, "chunk line too long") : LURK_HTTP1_MORE;
+    }
+    *llen = (size_t)(nl - (buf + pos));
+    if (*llen == 0 || buf[pos + *llen - 1] != '\r') {
+        return bad(why, "chunked body line without CRLF");
+    }
+    (*llen)--;
+    if (memchr(buf + pos, '\r', *llen) != NULL || memchr(buf + pos, '\0', *llen) != NULL) {
+        return bad(why, "stray CR or NUL in the chunked body");
+    }
+    return LURK_HTTP1_DONE;
+}
+
+/* RFC 9112 7.1.1: *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ) */
+static int chunk_ext_ok(const char *s, size_t n)
+{
+    size_t i = 0;
+
+    for (;;) {
+        while (i < n && (s[i] == ' ' || s[i] == '\t')) {
+            i++;
+        }
+        if (i == n) {
+            return 1;
+        }
+        if (s[i++] != ';') {
+            return 0;
+        }
+        while (i < n && (s[i] == ' ' || s[i] == '\t')) {
+            i++;
+        }
+        if (i == n || !is_tchar((unsigned char)s[i])) {
+            return 0;
+        }
+        while (i < n && is_tchar((unsigned char)s[i])) {
+            i++;
+        }
+        while (i < n && (s[i] == ' ' || s[i] == '\t')) {
+            i++;
+        }
+        if (i < n && s[i] == '=') {
+            i++;
+            while (i < n && (s[i] == ' ' || s[i] == '\t')) {
+                i++;
+            }
+            if (i < n && s[i] == '"') {
+                for (i++; i < n && s[i] != '"'; i++) {
+                    if (s[i] == '\\') {
+                        i++;
+                    }
+                    if (i >= n || !is_field_char((unsigned char)s[i])) {
+                        return 0;
+                    }
+                }
+                if (i >= n) {
+                    return 0;
+                }
+                i++;
+            } else {
+                if (i == n || !is_tchar((unsigned char)s[i])) {
+                    return 0;
+                }
+                while (i < n && is_tchar((unsigned char)s[i])) {
+                    i++;
+                }
+            }
+        }
+    }
+}
+
+lurk_http1_result lurk_http1_chunked(const char *buf, size_t len, size_t max_body, char *out,
+                                     size_t *consumed, size_t *body_len, const char **why)
+{
+    size_t pos = 0;
+    size_t data = 0;
+    size_t max_encoded = 2 * max_body + 65536;
+    size_t trailer = 0;
+    lurk_http1_result r;
+
+    if (why != NULL) {
+        *why = NULL;
+    }
+    for (;;) {
+        size_t llen = 0;
+        size_t size = 0;
+        size_t i = 0;
+
+        if (pos > max_encoded) {
+            return LURK_HTTP1_TOO_LARGE;
+        }
+        r = crlf_line(buf, pos, len, LURK_HTTP1_MAX_CHUNK_LINE, &llen, why);
+        if (r != LURK_HTTP1_DONE) {
+            return r;
+        }
+        for (; i < llen && i < 9; i++) {
+            char ch = buf[pos + i];
+            int d = ch >= '0' && ch <= '9'   ? ch - '0'
+                    : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                    : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                             : -1;
+
+            if (d < 0) {
+                break;
+            }
+            size = size * 16 + (size_t)d;
+        }
+        if (i == 0) {
+            return bad(why, "bad chunk size");
+        }
+        if (i == 9 || size > max_body || data + size > max_body) {
+            return LURK_HTTP1_TOO_LARGE;
+        }
+        if (!chunk_ext_ok(buf + pos + i, llen - i)) {
+            return bad(why, "bad chunk extension");
+        }
+        pos += llen + 2;
+        if (size == 0) {
+            break;
+        }
+        if (len - pos < size + 2) {
+            return LURK_HTTP1_MORE;
+        }
+        if (buf[pos + size] != '\r' || buf[pos + size + 1] != '\n') {
+            return bad(why, "chunk data not followed by CRLF");
+        }
+        if (out != NULL) {
+            memcpy(out + data, buf + pos, size);
+        }
+        data += size;
+        pos += size + 2;
+    }
+    /* trailer section: field lines, then an empty line */
+    for (;;) {
+        size_t llen = 0;
+        size_t n = 0;
+
+        r = crlf_line(buf, pos, len, LURK_HTTP1_MAX_TRAILER, &llen, why);
+        if (r != LURK_HTTP1_DONE) {
+            return r;
+        }
+        pos += llen + 2;
+        if (llen == 0) {
+            break;
+        }
+        trailer += llen + 2;
+        if (trailer > LURK_HTTP1_MAX_TRAILER) {
+            return bad(why, "trailer section too large");
+        }
+        while (n < llen && is_tchar((unsigned char)buf[pos - llen - 2 + n])) {
+            n++;
+        }
+        if (n == 0 || n == llen || buf[pos - llen - 2 + n] != ':') {
+            return bad(why, "bad trailer field");
+        }
+        for (size_t k = n + 1; k < llen; k++) {
+            if (!is_field_char((unsigned char)buf[pos - llen - 2 + k])) {
+                return bad(why, "control character in a trailer field");
+            }
+        }
+    }
+    *consumed = pos;
+    *body_len = data;
+    return LURK_HTTP1_DONE;
 }
 
 const char *lurk_http1_reason(int status)

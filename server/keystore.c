@@ -37,6 +37,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/store.h>
 #include <openssl/ui.h>
 #include <openssl/x509.h>
@@ -54,6 +55,7 @@ struct lurk_srv_key_st {
     lurk_policy policy;
     uint32_t legacy_digests;
     EVP_PKEY *pkey;
+    unsigned char *reject_key; /* RSA: LURK_SRV_REJECT_KEY_LEN bytes, secure heap */
     unsigned char *spki;
     size_t spki_len;
     char **clients; /* sorted, for bsearch */
@@ -154,6 +156,7 @@ static void lurk_srv_key_free(LURK_SRV_KEY *k)
         pthread_mutex_destroy(&k->cache_lock);
     }
     EVP_PKEY_free(k->pkey);
+    OPENSSL_secure_clear_free(k->reject_key, LURK_SRV_REJECT_KEY_LEN);
     OPENSSL_free(k->spki);
     free(k->name);
     free(k);
@@ -388,6 +391,60 @@ end:
     OSSL_STORE_close(sctx);
     UI_destroy_method(ui);
     OPENSSL_cleanse(&pw, sizeof(pw));
+    return err;
+}
+
+/* The implicit-rejection key of an RSA key (handler.c): SHA-384 over a
+ * label and the private exponent d (big-endian, modulus length), as
+ * OpenSSL 3.2 derives its implicit-rejection key from d.  So every key
+ * server holding the key, before and after a restart, answers a given bad
+ * ciphertext with the same 48 bytes.  A key whose d cannot be read (an HSM
+ * key) gets random bytes, fixed for as long as it stays loaded. */
+static lurk_err lurk_srv_reject_key(LURK_SRV_KEYSTORE *ks, LURK_SRV_KEY *k, char *why,
+                                    size_t whylen)
+{
+    static const char label[] = "lurk implicit rejection key v1";
+    BIGNUM *d = NULL;
+    unsigned char *buf = NULL;
+    int dlen = (k->bits + 7) / 8;
+    unsigned int outlen = 0;
+    EVP_MD *md = NULL;
+    EVP_MD_CTX *mctx = NULL;
+    lurk_err err = LURK_ERR_INTERNAL;
+
+    k->reject_key = OPENSSL_secure_malloc(LURK_SRV_REJECT_KEY_LEN);
+    if (k->reject_key == NULL) {
+        err = LURK_ERR_NOMEM;
+        goto end;
+    }
+    if (EVP_PKEY_get_bn_param(k->pkey, OSSL_PKEY_PARAM_RSA_D, &d) != 1 || d == NULL) {
+        ERR_clear_error();
+        if (RAND_priv_bytes_ex(ks->libctx, k->reject_key, LURK_SRV_REJECT_KEY_LEN, 0) == 1) {
+            err = LURK_OK;
+        }
+        goto end;
+    }
+    buf = OPENSSL_secure_malloc((size_t)dlen);
+    md = EVP_MD_fetch(ks->libctx, "SHA2-384", ks->propq);
+    mctx = EVP_MD_CTX_new();
+    if (buf == NULL || md == NULL || mctx == NULL || BN_bn2binpad(d, buf, dlen) != dlen
+        || !EVP_DigestInit_ex(mctx, md, NULL) || !EVP_DigestUpdate(mctx, label, sizeof(label))
+        || !EVP_DigestUpdate(mctx, buf, (size_t)dlen)
+        || !EVP_DigestFinal_ex(mctx, k->reject_key, &outlen)
+        || outlen != LURK_SRV_REJECT_KEY_LEN) {
+        goto end;
+    }
+    err = LURK_OK;
+
+end:
+    if (err != LURK_OK) {
+        lurk_why(why, whylen, "key %s: cannot derive its implicit-rejection key", k->name);
+    }
+    ERR_clear_error();
+    EVP_MD_CTX_free(mctx);
+    EVP_MD_free(md);
+    OPENSSL_secure_clear_free(buf, buf != NULL ? (size_t)dlen : 0);
+    BN_clear_free(d);
     return err;
 }
 
@@ -653,6 +710,12 @@ lurk_err lurk_srv_keystore_add(LURK_SRV_KEYSTORE *ks, const lurk_srv_key_conf *k
     if (err != LURK_OK) {
         goto end;
     }
+    if (k->type == LURK_KEY_RSA) {
+        err = lurk_srv_reject_key(ks, k, why, whylen);
+        if (err != LURK_OK) {
+            goto end;
+        }
+    }
 
     der_len = i2d_PUBKEY(k->pkey, &der);
     if (der_len <= 0) {
@@ -887,6 +950,11 @@ int lurk_srv_key_bits(const LURK_SRV_KEY *k)
 lurk_policy lurk_srv_key_policy(const LURK_SRV_KEY *k)
 {
     return k != NULL ? k->policy : LURK_POLICY_TLS_SERVER;
+}
+
+const unsigned char *lurk_srv_key_reject_key(const LURK_SRV_KEY *k)
+{
+    return k != NULL ? k->reject_key : NULL;
 }
 
 uint32_t lurk_srv_key_legacy_digests(const LURK_SRV_KEY *k)

@@ -90,6 +90,10 @@ const lurk_keyid *lurk_srv_key_id(const LURK_SRV_KEY *k);
 lurk_key_type lurk_srv_key_type(const LURK_SRV_KEY *k);
 int lurk_srv_key_bits(const LURK_SRV_KEY *k);
 lurk_policy lurk_srv_key_policy(const LURK_SRV_KEY *k);
+/* RSA keys: the secret behind a bad TLS premaster's deterministic stand-in
+ * (handler.c), LURK_SRV_REJECT_KEY_LEN bytes; NULL for other keys. */
+#define LURK_SRV_REJECT_KEY_LEN 48
+const unsigned char *lurk_srv_key_reject_key(const LURK_SRV_KEY *k);
 /* 1u << LURK_MD_SHA1 / LURK_MD_SHA224: the legacy digests the key signs. */
 uint32_t lurk_srv_key_legacy_digests(const LURK_SRV_KEY *k);
 EVP_PKEY *lurk_srv_key_pkey(const LURK_SRV_KEY *k);

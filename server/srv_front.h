@@ -24,12 +24,14 @@
 #define LURK_SRV_DEFAULT_LISTEN "127.0.0.1:7443"
 #define LURK_SRV_MAX_LISTEN 16
 
-/* ---- log (stderr, one line each, never secrets) ---------------------------- */
+/* ---- log (log.c: stderr, one line each, never secrets) -------------------- */
 
 typedef enum { LURK_LOG_ERROR = 0, LURK_LOG_WARN, LURK_LOG_INFO, LURK_LOG_DEBUG } lurk_srv_log_level;
 
 void lurk_srv_log(lurk_srv_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Lines above this level are dropped (default: LURK_LOG_INFO). */
+void lurk_srv_log_set_level(lurk_srv_log_level level);
 /* Appends the OpenSSL error queue (oldest first) to a message, then clears it. */
 void lurk_srv_log_ossl(lurk_srv_log_level level, const char *what);
 /* Formats the first OpenSSL error into buf ("" when none) and clears the queue. */
@@ -62,6 +64,9 @@ typedef struct {
     int max_connections;
     size_t max_body;
     int header_timeout;     /* seconds: TLS handshake + first request */
+    int handshake_timeout;  /* seconds: the TLS handshake alone */
+    int max_handshakes;     /* connections not yet authenticated; 0: derived */
+    int max_per_client;     /* max_connections_per_client; 0: derived */
     int idle_timeout;       /* seconds: inactivity on a connection */
     int queue_max_ms;       /* a request that waited longer is answered 503 */
     char *audit_log;        /* resolved path, or "-" */
@@ -85,6 +90,30 @@ lurk_err lurk_srv_split_addr(const char *addr, char *host, size_t hostlen, int *
 /* ---- http ------------------------------------------------------------------ */
 
 typedef struct lurk_srv_http_st LURK_SRV_HTTP;
+
+/* ---- TLS (tls.c) ----------------------------------------------------------- */
+
+/* The subject CN of ssl's verified peer certificate into identity (empty
+ * when it has none); 1 when the peer is authenticated. */
+int lurk_srv_tls_peer(SSL *ssl, char *identity, size_t len);
+/* Why ssl's handshake failed (ssl_err: SSL_get_error), and *fix: the
+ * setting it points to, in parentheses, or "". */
+void lurk_srv_tls_failure(SSL *ssl, int ssl_err, char *reason, size_t len, const char **fix);
+
+/* ---- listening sockets (listen.c) ----------------------------------------- */
+
+/* A non-blocking listening TCP socket for host:port (port 0: any; the port
+ * bound in *bound_port).  reuseport 0 makes a probe: every loop binds its
+ * own socket with SO_REUSEPORT, which would also let a second server share
+ * the port silently; an exclusive bind first makes that "address in use".
+ * defer_s: TCP_DEFER_ACCEPT seconds.  -1 with why on failure. */
+int lurk_srv_listen_tcp(const char *host, int port, int reuseport, int defer_s, int *bound_port,
+                        char *why, size_t whylen);
+/* The unix socket at path (a stale socket file is replaced). */
+int lurk_srv_listen_unix(const char *path, char *why, size_t whylen);
+/* "host:port", "[v6]:port". */
+void lurk_srv_format_addr(char *out, size_t len, const char *host, int port);
+
 
 /* The TLS server context the config describes (also used by --check). */
 lurk_err lurk_srv_tls_ctx_new(const lurk_srv_conf *conf, OSSL_LIB_CTX *libctx, SSL_CTX **out,

@@ -3,13 +3,17 @@
  * srv_http1.h - the key server's HTTP/1.1 request head parser (http1.c):
  * pure, bounded, strict.  No I/O; http.c feeds it the bytes it has read.
  *
- * What it accepts is what a LURK client sends: a request line, header
- * fields, and a body framed by Content-Length alone.  Whatever another
- * parser on the path could read differently is refused (RFC 9112 6.3,
- * 11.2): Transfer-Encoding of any kind, Content-Length repeated (even with
- * the same value), a Content-Length that is not plain digits ("+5", " 5 5",
- * "0x5"), whitespace before a field's colon, obsolete line folding, control
- * characters.  Lines end in CRLF or a bare LF (RFC 9112 2.2).
+ * What it accepts is what an HTTP/1.1 client sends: a request line, header
+ * fields, and a body framed by Content-Length or by the chunked coding
+ * (RFC 9112 7.1: chunk extensions and trailer fields allowed, and ignored).
+ * Whatever another parser on the path could read differently is refused
+ * (RFC 9112 6.1, 6.3, 11.2): Content-Length and Transfer-Encoding together,
+ * a Transfer-Encoding other than exactly "chunked" ("gzip, chunked",
+ * "chunked, chunked", "identity") or in HTTP/1.0, either header repeated
+ * (even with the same value), a Content-Length that is not plain digits
+ * ("+5", " 5 5", "0x5"), whitespace before a field's colon, obsolete line
+ * folding, control characters.  Head lines end in CRLF or a bare LF (RFC
+ * 9112 2.2); the chunked framing's own lines in CRLF only.
  */
 #ifndef LURK_SRV_HTTP1_H
 #define LURK_SRV_HTTP1_H
@@ -40,6 +44,7 @@ typedef struct {
     int conn_close;          /* Connection: close */
     int conn_keep_alive;     /* Connection: keep-alive (HTTP/1.0) */
     int expect_continue;     /* Expect: 100-continue */
+    int chunked;             /* Transfer-Encoding: chunked (body_len is 0) */
 } lurk_http1_req;
 
 /*
@@ -49,6 +54,22 @@ typedef struct {
  */
 lurk_http1_result lurk_http1_parse(const char *buf, size_t len, size_t max_head,
                                    lurk_http1_req *req, const char **why);
+
+/* Longest chunk line (size and extensions) and trailer section. */
+#define LURK_HTTP1_MAX_CHUNK_LINE 1024
+#define LURK_HTTP1_MAX_TRAILER 8192
+
+/*
+ * The chunked body at the start of buf[0..len), after a head with chunked
+ * set.  LURK_HTTP1_DONE: *consumed is the body's encoded length (trailer
+ * section included), *body_len its data; with out != NULL (room for the
+ * data, found by a first call without it) the data are copied there.
+ * LURK_HTTP1_MORE: not all of it yet.  LURK_HTTP1_BAD: malformed (*why).
+ * LURK_HTTP1_TOO_LARGE: the data exceed max_body, or the encoding exceeds
+ * 2 x max_body + 64 KiB, as soon as that is known.
+ */
+lurk_http1_result lurk_http1_chunked(const char *buf, size_t len, size_t max_body, char *out,
+                                     size_t *consumed, size_t *body_len, const char **why);
 
 /* The reason phrase of a status code ("OK", "Bad Request", ...). */
 const char *lurk_http1_reason(int status);

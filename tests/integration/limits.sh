@@ -45,7 +45,7 @@ ks_start "$dir" >/dev/null
 python3 "$py" overload "$dir" "$KS_PID" "$KS_PORT" "$rsa"
 ks_stop
 
-with_limits "max_connections = 3"
+with_limits "max_connections = 3" "max_connections_per_client = 3"
 ks_start "$dir" >/dev/null
 python3 "$py" conncap "$dir" "$KS_PORT" 3
 ks_stop
@@ -81,6 +81,7 @@ ks_stop
 with_limits "queue_max_ms = 10000"
 ks_start "$dir" >/dev/null
 python3 "$py" fair "$dir" "$KS_PORT" "$rsa" "$p256"
+python3 "$py" identfair "$dir" "$KS_PORT" "$rsa2048"
 ks_stop
 
 with_limits

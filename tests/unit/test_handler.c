@@ -726,10 +726,14 @@ START_TEST(test_decrypt_premaster)
         ck_assert_mem_eq(out.value.data, pms, 48);
         lurk_response_clear(&out);
 
-        /* wrong version: same shape, a random premaster */
+        /* wrong version: same shape, a stand-in, the same one again */
         ck_assert_int_eq(decrypt_premaster(keys[i], ct, ctlen, 0x0302, 0, &out), 200);
         ck_assert_uint_eq(out.value.len, 48);
         ck_assert(memcmp(out.value.data, pms, 48) != 0);
+        memcpy(first, out.value.data, 48);
+        lurk_response_clear(&out);
+        ck_assert_int_eq(decrypt_premaster(keys[i], ct, ctlen, 0x0302, 0, &out), 200);
+        ck_assert_mem_eq(out.value.data, first, 48);
         lurk_response_clear(&out);
 
         /* the alternative (negotiated) version is accepted too */
@@ -737,17 +741,39 @@ START_TEST(test_decrypt_premaster)
         ck_assert_mem_eq(out.value.data, pms, 48);
         lurk_response_clear(&out);
 
-        /* bad padding: same shape, random, and not the same twice */
+        /* bad padding: same shape, a stand-in that depends on the key and
+         * the ciphertext only (issue 10: a replay must not tell valid from
+         * invalid padding), different for another ciphertext and from the
+         * bad-version stand-in above */
         ct[ctlen - 1] ^= 0x01;
         ck_assert_int_eq(decrypt_premaster(keys[i], ct, ctlen, 0x0303, 0, &out), 200);
         ck_assert_uint_eq(out.value.len, 48);
         ck_assert(memcmp(out.value.data, pms, 48) != 0);
+        ck_assert(memcmp(out.value.data, first, 48) != 0);
         memcpy(first, out.value.data, 48);
         lurk_response_clear(&out);
         ck_assert_int_eq(decrypt_premaster(keys[i], ct, ctlen, 0x0303, 0, &out), 200);
         ck_assert_uint_eq(out.value.len, 48);
+        ck_assert_mem_eq(out.value.data, first, 48);
+        lurk_response_clear(&out);
+        ct[ctlen - 1] ^= 0x03;
+        ck_assert_int_eq(decrypt_premaster(keys[i], ct, ctlen, 0x0303, 0, &out), 200);
         ck_assert(memcmp(out.value.data, first, 48) != 0);
         lurk_response_clear(&out);
+        /* another load of the same key (a restart, another key server of a
+         * fleet) derives the same rejection key; another key does not */
+        {
+            srv_fixture again;
+
+            ck_assert_int_eq(srv_fixture_open(&again, "test_handler", NULL), 0);
+            ck_assert_ptr_nonnull(lurk_srv_key_reject_key(k));
+            ck_assert_mem_eq(lurk_srv_key_reject_key(srv_fixture_key_named(&again, keys[i])),
+                             lurk_srv_key_reject_key(k), LURK_SRV_REJECT_KEY_LEN);
+            ck_assert(memcmp(lurk_srv_key_reject_key(key_named(keys[1 - i])),
+                             lurk_srv_key_reject_key(k), LURK_SRV_REJECT_KEY_LEN) != 0);
+            ck_assert_ptr_null(lurk_srv_key_reject_key(key_named("p256-tls")));
+            srv_fixture_close(&again);
+        }
 
         /* the modulus and above: 400, as the default provider fails with a
          * key file (public facts); n - 1: below, so 200 + 48 random bytes */

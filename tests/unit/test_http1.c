@@ -44,9 +44,16 @@ static const struct {
     { "cl empty", P "Content-Length:\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
     { "cl inner space", P "Content-Length: 5 5\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
     { "cl huge", P "Content-Length: 99999999999999999999\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
-    { "te chunked", P "Transfer-Encoding: chunked\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
+    { "te chunked", P "Transfer-Encoding: chunked\r\n\r\n", LURK_HTTP1_DONE, 0, 0, 1 },
+    { "te chunked case", P "transfer-encoding:  Chunked \r\n\r\n", LURK_HTTP1_DONE, 0, 0, 1 },
     { "te identity", P "Transfer-Encoding: identity\r\nContent-Length: 1\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
     { "te and cl", P "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
+    { "cl after te", P "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
+    { "te gzip chunked", P "Transfer-Encoding: gzip, chunked\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
+    { "te chunked twice", P "Transfer-Encoding: chunked, chunked\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
+    { "te repeated", P "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
+    { "te http10", "POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
+    { "cl plus", P "Content-Length: +5\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
     /* malformed */
     { "space colon", P "Content-Length : 5\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
     { "fold", P "X-A: a\r\n b\r\n\r\n", LURK_HTTP1_BAD, -1, 0, 0 },
@@ -166,6 +173,108 @@ START_TEST(test_reason)
 }
 END_TEST
 
+/* Chunked bodies (RFC 9112 7.1): data, encoded length, or the verdict. */
+static const struct {
+    const char *name;
+    const char *body;
+    lurk_http1_result want;
+    const char *data;     /* DONE: the decoded data */
+    size_t extra;         /* DONE: bytes after the body (not consumed) */
+} chunked_cases[] = {
+    { "one", "2\r\n{}\r\n0\r\n\r\n", LURK_HTTP1_DONE, "{}", 0 },
+    { "several", "1\r\n{\r\nA\r\n\"a\":123456\r\n1\r\n}\r\n0\r\n\r\n", LURK_HTTP1_DONE,
+      "{\"a\":123456}", 0 },
+    { "empty", "0\r\n\r\n", LURK_HTTP1_DONE, "", 0 },
+    { "next request after", "2\r\n{}\r\n0\r\n\r\nPOST", LURK_HTTP1_DONE, "{}", 4 },
+    { "extensions", "2;a=b ; c ;d=\"x y\\\"z\"\r\n{}\r\n0;last\r\n\r\n", LURK_HTTP1_DONE, "{}", 0 },
+    { "trailers", "2\r\n{}\r\n0\r\nX-T: 1\r\nY: z\r\n\r\n", LURK_HTTP1_DONE, "{}", 0 },
+    { "upper hex", "00A\r\n0123456789\r\n0\r\n\r\n", LURK_HTTP1_DONE, "0123456789", 0 },
+    { "incomplete size", "2", LURK_HTTP1_MORE, NULL, 0 },
+    { "incomplete data", "5\r\n{}", LURK_HTTP1_MORE, NULL, 0 },
+    { "no last chunk", "2\r\n{}\r\n", LURK_HTTP1_MORE, NULL, 0 },
+    { "no final CRLF", "2\r\n{}\r\n0\r\n", LURK_HTTP1_MORE, NULL, 0 },
+    { "bare LF", "2\n{}\n0\n\n", LURK_HTTP1_BAD, NULL, 0 },
+    { "plus size", "+2\r\n{}\r\n0\r\n\r\n", LURK_HTTP1_BAD, NULL, 0 },
+    { "0x size", "0x2\r\n{}\r\n0\r\n\r\n", LURK_HTTP1_BAD, NULL, 0 },
+    { "space before size", " 2\r\n{}\r\n0\r\n\r\n", LURK_HTTP1_BAD, NULL, 0 },
+    { "no size", "\r\n{}\r\n0\r\n\r\n", LURK_HTTP1_BAD, NULL, 0 },
+    { "data overrun", "1\r\n{}\r\n0\r\n\r\n", LURK_HTTP1_BAD, NULL, 0 },
+    { "bad extension", "2;\r\n{}\r\n0\r\n\r\n", LURK_HTTP1_BAD, NULL, 0 },
+    { "bad extension value", "2;a=\r\n{}\r\n0\r\n\r\n", LURK_HTTP1_BAD, NULL, 0 },
+    { "bad trailer", "0\r\nno colon\r\n\r\n", LURK_HTTP1_BAD, NULL, 0 },
+    { "huge size", "123456789\r\n", LURK_HTTP1_TOO_LARGE, NULL, 0 },
+    { "over max_body", "401\r\n", LURK_HTTP1_TOO_LARGE, NULL, 0 },
+    { "at max_body", "400\r\n", LURK_HTTP1_MORE, NULL, 0 },
+};
+
+#define N_CHUNKED (sizeof(chunked_cases) / sizeof(chunked_cases[0]))
+
+START_TEST(test_chunked)
+{
+    const char *b = chunked_cases[_i].body;
+    size_t len = strlen(b);
+    size_t enc = 0;
+    size_t blen = 0;
+    const char *why = NULL;
+    char out[1024];
+    lurk_http1_result r = lurk_http1_chunked(b, len, 1024, NULL, &enc, &blen, &why);
+
+    ck_assert_msg(r == chunked_cases[_i].want, "%s: got %d, want %d (%s)", chunked_cases[_i].name,
+                  r, chunked_cases[_i].want, why != NULL ? why : "");
+    if (r == LURK_HTTP1_BAD) {
+        ck_assert_msg(why != NULL && why[0] != '\0', "%s: no reason", chunked_cases[_i].name);
+    }
+    if (r != LURK_HTTP1_DONE) {
+        return;
+    }
+    ck_assert_uint_eq(enc, len - chunked_cases[_i].extra);
+    ck_assert_uint_eq(blen, strlen(chunked_cases[_i].data));
+    ck_assert_int_eq(lurk_http1_chunked(b, len, 1024, out, &enc, &blen, &why), LURK_HTTP1_DONE);
+    ck_assert(memcmp(out, chunked_cases[_i].data, blen) == 0);
+    /* byte by byte: never DONE early, never BAD on a prefix */
+    len = enc;
+    for (size_t n = 0; n < len; n++) {
+        ck_assert_msg(lurk_http1_chunked(b, n, 1024, NULL, &enc, &blen, NULL) == LURK_HTTP1_MORE,
+                      "%s: not MORE at %zu bytes", chunked_cases[_i].name, n);
+    }
+}
+END_TEST
+
+/* Many small chunks: the data bound holds over the sum, and the encoding
+ * bound over the whole (1-byte chunks with long extensions). */
+START_TEST(test_chunked_bounds)
+{
+    static char buf[200000];
+    size_t pos = 0;
+    size_t enc = 0;
+    size_t blen = 0;
+
+    while (pos + 8 < 2000) {
+        memcpy(buf + pos, "1\r\nx\r\n", 6);
+        pos += 6;
+    }
+    memcpy(buf + pos, "0\r\n\r\n", 5);
+    /* ~330 bytes of data: over a max_body of 100 */
+    ck_assert_int_eq(lurk_http1_chunked(buf, pos + 5, 100, NULL, &enc, &blen, NULL),
+                     LURK_HTTP1_TOO_LARGE);
+    ck_assert_int_eq(lurk_http1_chunked(buf, pos + 5, 1000, NULL, &enc, &blen, NULL),
+                     LURK_HTTP1_DONE);
+    ck_assert_uint_eq(enc, pos + 5);
+    /* 1-byte chunks with 1000-byte extensions: the encoding bound */
+    pos = 0;
+    while (pos + 1100 < sizeof(buf)) {
+        buf[pos++] = '1';
+        buf[pos++] = ';';
+        memset(buf + pos, 'e', 1000);
+        pos += 1000;
+        memcpy(buf + pos, "\r\nx\r\n", 5);
+        pos += 5;
+    }
+    ck_assert_int_eq(lurk_http1_chunked(buf, pos, 1000, NULL, &enc, &blen, NULL),
+                     LURK_HTTP1_TOO_LARGE);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("http1");
@@ -178,6 +287,8 @@ int main(void)
     tcase_add_test(tc, test_pipelined);
     tcase_add_test(tc, test_too_large);
     tcase_add_test(tc, test_reason);
+    tcase_add_loop_test(tc, test_chunked, 0, (int)N_CHUNKED);
+    tcase_add_test(tc, test_chunked_bounds);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
