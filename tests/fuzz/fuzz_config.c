@@ -22,19 +22,6 @@
 static char fuzz_dir[] = "/tmp/lurk-fuzz-config-XXXXXX";
 static char fuzz_path[sizeof(fuzz_dir) + 32];
 
-/* main.c's, which this target does not link. */
-const char *lurk_srv_ossl_reason(char *buf, size_t len)
-{
-    unsigned long e = ERR_get_error();
-
-    buf[0] = '\0';
-    if (e != 0) {
-        ERR_error_string_n(e, buf, len);
-    }
-    ERR_clear_error();
-    return buf;
-}
-
 static void fuzz_cleanup(void)
 {
     unlink(fuzz_path);
