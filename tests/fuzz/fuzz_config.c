@@ -69,7 +69,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < conf->n_keys; i++) {
             FUZZ_CHECK((conf->keys[i].file == NULL) != (conf->keys[i].uri == NULL));
         }
-        FUZZ_CHECK(conf->threads >= 1 && conf->max_body >= 1024 && conf->audit_log != NULL);
+        FUZZ_CHECK(conf->threads >= 1 && conf->threads <= 256);
+        FUZZ_CHECK(conf->max_body >= 1024 && conf->max_body <= 1024 * 1024);
+        FUZZ_CHECK(conf->max_connections >= 1 && conf->max_handshakes >= 0
+                   && conf->max_per_client >= 0);
+        FUZZ_CHECK(conf->header_timeout >= 1 && conf->handshake_timeout >= 1
+                   && conf->idle_timeout >= 1 && conf->queue_max_ms >= 1);
+        FUZZ_CHECK(conf->audit_log != NULL && conf->dir != NULL && conf->dir[0] == '/');
         lurk_srv_conf_free(conf);
     }
     ERR_clear_error();
