@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -620,27 +621,17 @@ end:
     return ret;
 }
 
-lurk_err lurk_keyref_read_file(const char *path, lurk_keyref *out)
+/* The first LURK PRIVATE KEY block of `bio` (certificates may come before
+ * it), decoded; ERR_set_mark'ed by the callers. */
+static lurk_err keyref_read_bio(BIO *bio, lurk_keyref *out)
 {
     lurk_err ret = LURK_ERR_INVALID_FORMAT;
-    BIO *bio = NULL;
     char *name = NULL;
     char *header = NULL;
     unsigned char *data = NULL;
     long len = 0;
 
-    if (path == NULL || out == NULL) {
-        return LURK_ERR_INVALID_ARG;
-    }
-    lurk_keyref_init(out);
-    ERR_set_mark();
-    bio = BIO_new_file(path, "r");
-    if (bio == NULL) {
-        ret = LURK_ERR_IO;
-        goto end;
-    }
-    /* The first block with our label; certificates may come before it.
-     * Bounded: PEM_read_bio consumes input on every call. */
+    /* Bounded: PEM_read_bio consumes input on every call. */
     for (;;) {
         OPENSSL_free(name);
         OPENSSL_free(header);
@@ -649,7 +640,7 @@ lurk_err lurk_keyref_read_file(const char *path, lurk_keyref *out)
         header = NULL;
         data = NULL;
         if (PEM_read_bio(bio, &name, &header, &data, &len) <= 0) {
-            /* End of file without our block, or a broken block. */
+            /* End of input without our block, or a broken block. */
             ret = LURK_ERR_INVALID_FORMAT;
             goto end;
         }
@@ -665,10 +656,54 @@ lurk_err lurk_keyref_read_file(const char *path, lurk_keyref *out)
     ret = lurk_keyref_decode_der(data, (size_t)len, out);
 
 end:
-    ERR_pop_to_mark();
     OPENSSL_free(name);
     OPENSSL_free(header);
     OPENSSL_free(data);
+    return ret;
+}
+
+lurk_err lurk_keyref_decode_pem(const char *pem, size_t len, lurk_keyref *out)
+{
+    lurk_err ret = LURK_ERR_INVALID_FORMAT;
+    BIO *bio = NULL;
+
+    if (out == NULL || (pem == NULL && len > 0) || len > INT_MAX) {
+        return LURK_ERR_INVALID_ARG;
+    }
+    lurk_keyref_init(out);
+    ERR_set_mark();
+    bio = BIO_new_mem_buf(len > 0 ? pem : "", (int) len);
+    if (bio == NULL) {
+        ret = LURK_ERR_NOMEM;
+        goto end;
+    }
+    ret = keyref_read_bio(bio, out);
+
+end:
+    ERR_pop_to_mark();
+    BIO_free(bio);
+    return ret;
+}
+
+lurk_err lurk_keyref_read_file(const char *path, lurk_keyref *out)
+{
+    lurk_err ret = LURK_ERR_INVALID_FORMAT;
+    BIO *bio = NULL;
+
+    if (path == NULL || out == NULL) {
+        return LURK_ERR_INVALID_ARG;
+    }
+    lurk_keyref_init(out);
+    ERR_set_mark();
+    bio = BIO_new_file(path, "r");
+    if (bio == NULL) {
+        ret = LURK_ERR_IO;
+        goto end;
+    }
+    ret = keyref_read_bio(bio, out);
+
+end:
+    ERR_pop_to_mark();
     BIO_free(bio);
     return ret;
 }

@@ -58,8 +58,11 @@ lurk_err lurk_keyref_from_spki(const unsigned char *spki, size_t spki_len,
 lurk_err lurk_keyref_encode_der(const lurk_keyref *ref, unsigned char **der, size_t *len);
 lurk_err lurk_keyref_decode_der(const unsigned char *der, size_t len, lurk_keyref *out);
 
-/* Whole PEM text (NUL-terminated, free()) and file helpers. */
+/* Whole PEM text (NUL-terminated, free()) and file helpers.  decode_pem
+ * and read_file take the first LURK PRIVATE KEY block of the text or file
+ * (certificates may come before it). */
 lurk_err lurk_keyref_encode_pem(const lurk_keyref *ref, char **pem, size_t *len);
+lurk_err lurk_keyref_decode_pem(const char *pem, size_t len, lurk_keyref *out);
 lurk_err lurk_keyref_write_file(const lurk_keyref *ref, const char *path);
 lurk_err lurk_keyref_read_file(const char *path, lurk_keyref *out);
 

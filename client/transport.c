@@ -47,36 +47,12 @@
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
+#include "http_reply.h"
 #include "lurk_proto.h"
 
 #define LURK_CONN_INITIAL_BUF 4096 /* a whole reply in one read, usually */
-#define LURK_HTTP_HEAD_MAX 8192    /* status line and fields; a chunk line; trailers */
 
-/*
- * The reply reader: HTTP/1.1 (RFC 9112), strict and bounded.  Bytes are read
- * into conn->buf and decoded in place: the body (de-chunked) grows from the
- * start of the buffer, the bytes not parsed yet follow it.
- */
-enum {
-    LURK_HTTP_HEAD,       /* status line and header fields */
-    LURK_HTTP_BODY,       /* `left` bytes of a Content-Length body */
-    LURK_HTTP_CHUNK_LINE, /* chunk-size [chunk-ext] CRLF */
-    LURK_HTTP_CHUNK_DATA, /* `left` bytes of a chunk */
-    LURK_HTTP_CHUNK_END,  /* the CRLF after a chunk */
-    LURK_HTTP_TRAILER,    /* trailer fields up to an empty line */
-    LURK_HTTP_DONE
-};
-
-typedef struct {
-    int state;
-    size_t len;     /* bytes in conn->buf */
-    size_t pos;     /* first byte not parsed yet */
-    size_t body;    /* body bytes decoded at conn->buf[0..body) */
-    size_t left;    /* bytes left in the body or the chunk */
-    size_t trailer; /* bytes of trailer fields so far */
-    long status;
-    int close; /* the server closes after this reply */
-} lurk_http;
+/* The reply reader (http_reply.c) decodes each reply in place in conn->buf. */
 
 struct lurk_share_st {
     CURLSH *sh;
@@ -95,7 +71,7 @@ struct lurk_conn_st {
     char *req;        /* request line and fields; per post, length and body */
     size_t head_len;  /* the fixed part, up to "Content-Length: " */
     size_t req_cap;   /* bytes allocated at req */
-    lurk_http h;      /* the reply being read */
+    lurk_http_reply h; /* the reply being read */
     size_t answered;  /* replies read since the connection was made */
     char *buf;        /* raw replies, each decoded in place */
     size_t seen;      /* bytes of buf that held reply bytes since the last wipe */
@@ -702,329 +678,9 @@ static CURLcode lurk_conn_write(LURK_CONN *conn, size_t len, long deadline)
     return CURLE_OK;
 }
 
-/* Fields read from one head. */
-typedef struct {
-    int has_length;
-    unsigned long long length;
-    int chunked;
-    int close;
-} lurk_http_fields;
-
-/* A malformed reply: the reason goes to conn->errbuf. */
-static int lurk_http_bad(LURK_CONN *conn, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int lurk_http_bad(LURK_CONN *conn, const char *fmt, ...)
-{
-    size_t n;
-    va_list ap;
-
-    n = (size_t) snprintf(conn->errbuf, sizeof(conn->errbuf), "malformed HTTP reply: ");
-    va_start(ap, fmt);
-    vsnprintf(conn->errbuf + n, sizeof(conn->errbuf) - n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* tchar of RFC 9110 section 5.6.2. */
-static int lurk_http_tchar(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-           || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-/* Field values and reason phrases: no control characters but HTAB. */
-static int lurk_http_text(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char) s[i];
-
-        if ((c < 0x20 && c != '\t') || c == 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Whether the comma-separated list `v` holds the token `tok`. */
-static int lurk_http_has_token(const char *v, size_t n, const char *tok)
-{
-    size_t tl = strlen(tok);
-    size_t i = 0;
-
-    while (i < n) {
-        size_t s, e;
-
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) {
-            i++;
-        }
-        s = i;
-        while (i < n && v[i] != ',') {
-            i++;
-        }
-        e = i;
-        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t')) {
-            e--;
-        }
-        if (e - s == tl && strncasecmp(v + s, tok, tl) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* One "name: value" line (no CRLF); `f` NULL for a trailer, whose fields are
- * checked and ignored. */
-static int lurk_http_field(LURK_CONN *conn, const char *line, size_t n, lurk_http_fields *f)
-{
-    size_t name = 0;
-    const char *v;
-    size_t vn;
-
-    while (name < n && lurk_http_tchar((unsigned char) line[name])) {
-        name++;
-    }
-    if (name == 0 || name == n || line[name] != ':') {
-        return lurk_http_bad(conn, "bad header line \"%.*s\"", (int) (n > 40 ? 40 : n), line);
-    }
-    v = line + name + 1;
-    vn = n - name - 1;
-    while (vn > 0 && (v[0] == ' ' || v[0] == '\t')) {
-        v++;
-        vn--;
-    }
-    while (vn > 0 && (v[vn - 1] == ' ' || v[vn - 1] == '\t')) {
-        vn--;
-    }
-    if (!lurk_http_text(v, vn)) {
-        return lurk_http_bad(conn, "control character in %.*s", (int) name, line);
-    }
-    if (f == NULL) {
-        return 0;
-    }
-    if (name == 14 && strncasecmp(line, "Content-Length", 14) == 0) {
-        unsigned long long len = 0; /* 19 digits fit */
-
-        if (vn == 0 || vn > 19) {
-            return lurk_http_bad(conn, "bad Content-Length");
-        }
-        for (size_t i = 0; i < vn; i++) {
-            if (v[i] < '0' || v[i] > '9') {
-                return lurk_http_bad(conn, "bad Content-Length");
-            }
-            len = len * 10 + (unsigned long long) (v[i] - '0');
-        }
-        if (f->has_length && f->length != len) {
-            return lurk_http_bad(conn, "conflicting Content-Length fields");
-        }
-        f->has_length = 1;
-        f->length = len;
-    } else if (name == 17 && strncasecmp(line, "Transfer-Encoding", 17) == 0) {
-        if (f->chunked || vn != 7 || strncasecmp(v, "chunked", 7) != 0) {
-            return lurk_http_bad(conn, "unsupported Transfer-Encoding \"%.*s\"",
-                                 (int) (vn > 40 ? 40 : vn), v);
-        }
-        f->chunked = 1;
-    } else if (name == 10 && strncasecmp(line, "Connection", 10) == 0) {
-        f->close |= lurk_http_has_token(v, vn, "close");
-    }
-    return 0;
-}
-
-/* The head at conn->buf[h->pos..end) (end: after the empty line).  Sets up
- * the body, or skips an interim (1xx) reply. */
-static int lurk_http_head(LURK_CONN *conn, lurk_http *h, size_t end)
-{
-    const char *p = conn->buf + h->pos;
-    const char *stop = conn->buf + end - 2; /* the empty line's CRLF */
-    lurk_http_fields f;
-    const char *eol;
-    long status;
-    int http10;
-
-    memset(&f, 0, sizeof(f));
-    eol = memmem(p, (size_t) (stop + 2 - p), "\r\n", 2);
-    if (eol - p < 12 || (memcmp(p, "HTTP/1.1 ", 9) != 0 && memcmp(p, "HTTP/1.0 ", 9) != 0)
-        || p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9'
-        || (eol - p > 12 && p[12] != ' ') || !lurk_http_text(p + 12, (size_t) (eol - p - 12))) {
-        return lurk_http_bad(conn, "bad status line \"%.*s\"", (int) (eol - p > 40 ? 40 : eol - p),
-                             p);
-    }
-    http10 = p[7] == '0';
-    status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
-    for (p = eol + 2; p < stop; p = eol + 2) {
-        eol = memmem(p, (size_t) (stop + 2 - p), "\r\n", 2);
-        if (memchr(p, '\n', (size_t) (eol - p)) != NULL
-            || memchr(p, '\r', (size_t) (eol - p)) != NULL) {
-            return lurk_http_bad(conn, "bare CR or LF in the header");
-        }
-        if (lurk_http_field(conn, p, (size_t) (eol - p), &f) != 0) {
-            return -1;
-        }
-    }
-    h->pos = end;
-    if (status < 200) {
-        if (status == 101) {
-            return lurk_http_bad(conn, "unexpected 101 Switching Protocols");
-        }
-        return 0; /* interim: the real reply follows */
-    }
-    h->status = status;
-    h->close = http10 || f.close;
-    if (f.chunked && f.has_length) {
-        return lurk_http_bad(conn, "both Content-Length and Transfer-Encoding");
-    }
-    if (status == 204 || status == 304) {
-        h->state = LURK_HTTP_DONE;
-    } else if (f.chunked) {
-        h->state = LURK_HTTP_CHUNK_LINE;
-    } else if (!f.has_length) {
-        return lurk_http_bad(conn, "no Content-Length");
-    } else if (f.length > conn->max) {
-        return -2;
-    } else {
-        h->left = (size_t) f.length;
-        h->state = f.length > 0 ? LURK_HTTP_BODY : LURK_HTTP_DONE;
-    }
-    return 0;
-}
-
-static int lurk_http_hex(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
-        return (c | 0x20) - 'a' + 10;
-    }
-    return -1;
-}
-
-/* chunk-size [chunk-ext] at conn->buf[h->pos..eol). */
-static int lurk_http_chunk_line(LURK_CONN *conn, lurk_http *h, const char *eol)
-{
-    const char *p = conn->buf + h->pos;
-    size_t room = conn->max - h->body;
-    size_t size = 0;
-    size_t digits = 0;
-
-    for (; p < eol && lurk_http_hex(*p) >= 0; p++, digits++) {
-        if (size > room / 16) {
-            return -2; /* over the limit with this digit: stop before overflowing */
-        }
-        size = size * 16 + (size_t) lurk_http_hex(*p);
-    }
-    if (digits == 0 || (p < eol && *p != ';' && *p != ' ' && *p != '\t')
-        || !lurk_http_text(p, (size_t) (eol - p))) {
-        return lurk_http_bad(conn, "bad chunk size line");
-    }
-    if (size > room) {
-        return -2;
-    }
-    h->pos = (size_t) (eol - conn->buf) + 2;
-    h->left = size;
-    h->state = size > 0 ? LURK_HTTP_CHUNK_DATA : LURK_HTTP_TRAILER;
-    return 0;
-}
-
-/* Parses what conn->buf holds: 1 when the reply is complete, 0 when more is
- * needed, -1 malformed (reason in conn->errbuf), -2 over max_response. */
-static int lurk_http_parse(LURK_CONN *conn, lurk_http *h)
-{
-    char *buf = conn->buf;
-    int rc = 0;
-
-    while (rc == 0 && h->state != LURK_HTTP_DONE) {
-        size_t avail = h->len - h->pos;
-        const char *at = buf + h->pos;
-        const char *eol;
-
-        switch (h->state) {
-        case LURK_HTTP_HEAD:
-            eol =
-                memmem(at, avail < LURK_HTTP_HEAD_MAX ? avail : LURK_HTTP_HEAD_MAX, "\r\n\r\n", 4);
-            if (eol == NULL) {
-                size_t n = avail < LURK_HTTP_HEAD_MAX ? avail : LURK_HTTP_HEAD_MAX;
-
-                /* A head with a bare LF never ends in CRLF CRLF: say so now,
-                 * not at the deadline. */
-                for (const char *lf = memchr(at, '\n', n); lf != NULL;
-                     lf = memchr(lf + 1, '\n', n - (size_t) (lf + 1 - at))) {
-                    if (lf == at || lf[-1] != '\r') {
-                        return lurk_http_bad(conn, "bare CR or LF in the header");
-                    }
-                }
-                if (avail >= LURK_HTTP_HEAD_MAX) {
-                    return lurk_http_bad(conn, "header block over %d bytes", LURK_HTTP_HEAD_MAX);
-                }
-                return 0;
-            }
-            rc = lurk_http_head(conn, h, (size_t) (eol - buf) + 4);
-            break;
-        case LURK_HTTP_BODY:
-        case LURK_HTTP_CHUNK_DATA: {
-            size_t n = avail < h->left ? avail : h->left;
-
-            if (n == 0) {
-                return 0;
-            }
-            memmove(buf + h->body, at, n);
-            h->body += n;
-            h->pos += n;
-            h->left -= n;
-            if (h->left == 0) {
-                h->state = h->state == LURK_HTTP_BODY ? LURK_HTTP_DONE : LURK_HTTP_CHUNK_END;
-            }
-            break;
-        }
-        case LURK_HTTP_CHUNK_END:
-            if (avail < 2) {
-                return 0;
-            }
-            if (at[0] != '\r' || at[1] != '\n') {
-                return lurk_http_bad(conn, "chunk data not followed by CRLF");
-            }
-            h->pos += 2;
-            h->state = LURK_HTTP_CHUNK_LINE;
-            break;
-        case LURK_HTTP_CHUNK_LINE:
-        case LURK_HTTP_TRAILER: {
-            /* A chunk line, or the trailer section in all, within one head's size. */
-            size_t limit = LURK_HTTP_HEAD_MAX - h->trailer;
-
-            eol = memmem(at, avail < limit ? avail : limit, "\r\n", 2);
-            if (eol == NULL) {
-                if (avail >= limit) {
-                    return lurk_http_bad(conn, "%s over %d bytes",
-                                         h->state == LURK_HTTP_TRAILER ? "trailer"
-                                                                       : "chunk size line",
-                                         LURK_HTTP_HEAD_MAX);
-                }
-                return 0;
-            }
-            if (h->state == LURK_HTTP_CHUNK_LINE) {
-                rc = lurk_http_chunk_line(conn, h, eol);
-            } else if (eol == at) {
-                h->pos += 2;
-                h->state = LURK_HTTP_DONE;
-            } else {
-                rc = lurk_http_field(conn, at, (size_t) (eol - at), NULL);
-                h->trailer += (size_t) (eol - at) + 2;
-                h->pos += (size_t) (eol - at) + 2;
-            }
-            break;
-        }
-        }
-    }
-    if (rc != 0) {
-        return rc;
-    }
-    return 1; /* the bytes from h->pos on belong to the next reply */
-}
-
 /* Room to read into: moves the unparsed bytes down to the body, then grows
  * the buffer, wiping the old one.  Bounded by the body limit plus one head. */
-static CURLcode lurk_conn_room(LURK_CONN *conn, lurk_http *h)
+static CURLcode lurk_conn_room(LURK_CONN *conn, lurk_http_reply *h)
 {
     size_t limit = conn->max + LURK_HTTP_HEAD_MAX + 1;
     size_t cap;
@@ -1113,12 +769,13 @@ int lurk_conn_partial(const LURK_CONN *conn)
 static CURLcode lurk_conn_deliver(LURK_CONN *conn, size_t *expected, lurk_conn_reply_fn *cb,
                                   void *arg)
 {
-    lurk_http *h = &conn->h;
+    lurk_http_reply *h = &conn->h;
     lurk_transport_reply reply;
     size_t rest = h->len - h->pos;
 
     if (*expected == 1 && rest > 0) {
-        lurk_http_bad(conn, "%zu bytes after the reply", rest);
+        snprintf(conn->errbuf, sizeof(conn->errbuf),
+                 "malformed HTTP reply: %zu bytes after the reply", rest);
         return CURLE_WEIRD_SERVER_REPLY;
     }
     reply.http_status = h->status;
@@ -1140,7 +797,7 @@ static CURLcode lurk_conn_deliver(LURK_CONN *conn, size_t *expected, lurk_conn_r
 lurk_err lurk_conn_recv(LURK_CONN *conn, size_t expected, lurk_conn_reply_fn *cb, void *arg,
                         int *lost, char *detail, size_t detaillen)
 {
-    lurk_http *h = &conn->h;
+    lurk_http_reply *h = &conn->h;
     CURLcode rc = CURLE_OK;
     lurk_err err;
     int close = 0;
@@ -1155,7 +812,9 @@ lurk_err lurk_conn_recv(LURK_CONN *conn, size_t expected, lurk_conn_reply_fn *cb
         int parsed;
 
         /* Bytes of the next reply may already be in the buffer. */
-        parsed = h->len > h->pos ? lurk_http_parse(conn, h) : 0;
+        parsed = h->len > h->pos ? lurk_http_reply_parse(h, conn->buf, conn->max, conn->errbuf,
+                                                         sizeof(conn->errbuf))
+                                 : 0;
         if (parsed == 1) {
             close = h->close;
             rc = lurk_conn_deliver(conn, &expected, cb, arg);

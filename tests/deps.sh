@@ -13,6 +13,8 @@ packages=(
     # run and test with real peers
     openssl ca-certificates curl gnutls-bin nginx haproxy procps iproute2
     python3
+    # fuzzing (tests/fuzz/run.sh): clang, libFuzzer, the sanitizers' symbolizer
+    clang libclang-rt-14-dev llvm
 )
 
 missing=()

@@ -293,6 +293,14 @@ START_TEST(test_cert_before_block)
     ck_assert_int_eq(lurk_keyref_read_file(path, &back), LURK_OK);
     assert_ref_eq(&ref, &back);
     lurk_keyref_clear(&back);
+    /* The same from memory. */
+    ck_assert_int_eq(lurk_keyref_decode_pem(bundle, strlen(bundle), &back), LURK_OK);
+    assert_ref_eq(&ref, &back);
+    lurk_keyref_clear(&back);
+    ck_assert_int_eq(lurk_keyref_decode_pem(cert, strlen(cert), &back), LURK_ERR_INVALID_FORMAT);
+    ck_assert_int_eq(lurk_keyref_decode_pem(pem, strlen(pem) - 10, &back), LURK_ERR_INVALID_FORMAT);
+    ck_assert_int_eq(lurk_keyref_decode_pem(NULL, 0, &back), LURK_ERR_INVALID_FORMAT);
+    ck_assert_int_eq(lurk_keyref_decode_pem(NULL, 1, &back), LURK_ERR_INVALID_ARG);
 
     /* A file with no block of ours; a file that does not exist. */
     snprintf(path, sizeof(path), "%s/certonly.pem", tmpdir);
