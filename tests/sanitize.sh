@@ -15,14 +15,17 @@
 # How the harness is made quiet without hiding findings:
 #   - UBSan: -fno-sanitize-recover=undefined, so any finding aborts.
 #   - lurk.so in programs that are not instrumented (the openssl CLI, and
-#     python3, whose ssl module loads lurk.so through OPENSSL_CONF): the ASan
-#     runtime must be the first library of such a process, so $build/
-#     sanitize-bin/ holds wrappers, first in PATH, that exec the real program
-#     with LD_PRELOAD of the libasan lurk.so links.  openssl keeps leak
-#     checking (leaks of lurk.so inside openssl are ours); python3 runs with
-#     detect_leaks=0, since CPython does not free its heap at exit.  Memory
-#     errors are still caught in both.  Any other program that loads lurk.so
-#     unwrapped dies with "ASan runtime does not come first": loud, not hidden.
+#     python3, whose ssl module loads lurk.so when OPENSSL_CONF names a
+#     test's provider config): the ASan runtime must be the first library of
+#     such a process, so $build/sanitize-bin/ holds wrappers, first in PATH,
+#     that exec the real program with LD_PRELOAD of the libasan lurk.so
+#     links.  openssl always, with leak checking (leaks of lurk.so inside
+#     openssl are ours); python3 only when OPENSSL_CONF is set, with
+#     detect_leaks=0, since CPython does not free its heap at exit (and an
+#     ASan python3 starts slowly enough to miss the 5 s start-up waits of
+#     the fake servers).  Memory errors are caught in both.  Any other
+#     program that loads lurk.so unwrapped dies with "ASan runtime does not
+#     come first": loud, not hidden.
 #   - Check: CK_FORK=no.  In a forked Check child, the DRBG that libcrypto
 #     instantiates there (e.g. EVP_PKEY_Q_keygen -> RAND_priv_bytes_ex ->
 #     EVP_RAND_instantiate in test_handler) is reported as lost at the
@@ -36,6 +39,14 @@ set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${LURK_ASAN_BUILD_DIR:-$top/build-asan}
+
+bash "$top/tests/deps.sh" || exit 1
+
+lane_result() {
+    echo "{\"name\": \"lurk:sanitize / no sanitizer reports\", \"result\": \"$1\"}"
+}
+# Until the lane ends, it has not passed.
+mkdir -p "$build" && lane_result FAIL > "$build/sanitize-testlog.json" || exit 1
 
 opts=(-Db_sanitize=address,undefined -Db_lundef=false
       -Dc_args=-fno-sanitize-recover=undefined)
@@ -58,18 +69,21 @@ rm -rf "$logs" && mkdir -p "$logs" || exit 1
 # Wrappers for the uninstrumented programs that load lurk.so.
 bin=$build/sanitize-bin
 mkdir -p "$bin" || exit 1
-wrap() {  # wrap NAME [ASAN_OPTIONS additions]
+wrap() {  # wrap NAME CONDITION [ASAN_OPTIONS additions]
     local real
     real=$(PATH=${PATH#"$bin:"} command -v "$1") || { echo "sanitize: no $1" >&2; exit 1; }
     cat > "$bin/$1" <<EOF
 #!/bin/sh
-# Written by tests/sanitize.sh: $real with the ASan runtime first.
-LD_PRELOAD=$libasan\${LD_PRELOAD:+:\$LD_PRELOAD} ASAN_OPTIONS=\$ASAN_OPTIONS${2:+:$2} exec $real "\$@"
+# Written by tests/sanitize.sh: $real with the ASan runtime first (when $2).
+if $2; then
+    LD_PRELOAD=$libasan\${LD_PRELOAD:+:\$LD_PRELOAD} ASAN_OPTIONS=\$ASAN_OPTIONS${3:+:$3} exec $real "\$@"
+fi
+exec $real "\$@"
 EOF
     chmod 755 "$bin/$1"
 }
-wrap openssl
-wrap python3 detect_leaks=0
+wrap openssl true
+wrap python3 '[ -n "${OPENSSL_CONF:-}" ]' detect_leaks=0
 export PATH=$bin:$PATH
 
 # Reports go to files (log_path), whoever reads the process's stderr.
@@ -87,14 +101,22 @@ meson test -C "$build" --print-errorlogs --num-processes "$(nproc)" --timeout-mu
     --suite unit --suite integration --suite provider "$@"
 rc=$?
 
+# $build/sanitize-testlog.json: meson's results and one more line, "no
+# sanitizer reports", for tests/check.sh's closing line.
 reports=$(find "$logs" -type f | sort)
+result=OK
 if [ -n "$reports" ]; then
     for f in $reports; do
         echo "==== sanitizer report $f"
         cat "$f"
     done
     echo "sanitize: $(echo "$reports" | wc -l) sanitizer report(s)" >&2
+    result=FAIL
     rc=1
 fi
+{
+    cat "$build/meson-logs/testlog.json"
+    lane_result "$result"
+} > "$build/sanitize-testlog.json"
 echo "sanitize: lane took $((SECONDS - start)) s, exit $rc"
 exit $rc
