@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # The README's test command: installs what is missing, builds lurk and runs
-# every test suite (unit, integration, provider, web).  Extra arguments go to
-# `meson test` (e.g. --suite unit).  LURK_BUILD_DIR picks the build dir.
+# every test suite (unit, integration, provider, web), then the sanitizer
+# lane (tests/sanitize.sh).  Extra arguments go to `meson test` (e.g. --suite
+# unit) and skip the lane.  LURK_BUILD_DIR picks the build dir.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,9 +21,20 @@ ninja -C "$build" || exit 1
 
 meson test -C "$build" --print-errorlogs --num-processes "$(nproc)" "$@"
 rc=$?
+summary=$build/meson-logs/testlog.json
+
+# The sanitizer lane: an ASan+UBSan build runs the unit, integration and
+# provider suites again (tests/sanitize.sh).  Full runs only; LURK_SANITIZE=0
+# skips it.  Its results join the closing line.
+if [ $# -eq 0 ] && [ "${LURK_SANITIZE:-1}" != 0 ]; then
+    bash "$top/tests/sanitize.sh" || rc=1
+    cat "$summary" "${LURK_ASAN_BUILD_DIR:-$top/build-asan}/sanitize-testlog.json" \
+        > "$build/meson-logs/check-testlog.json"
+    summary=$build/meson-logs/check-testlog.json
+fi
 
 # One plain closing line, whatever meson's own summary looks like.
-python3 - "$build/meson-logs/testlog.json" <<'PY'
+python3 - "$summary" <<'PY'
 import json, sys
 passed = failed = skipped = 0
 try:
