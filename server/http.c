@@ -454,14 +454,21 @@ static lurk_srv_conn *pre_victim(lurk_srv_loop *l)
     return l->pre_head;
 }
 
-static size_t ident_bucket(const char *id)
+/* FNV-1a of an identity: the bucket of the identity table and of a loop's
+ * flow table. */
+static uint32_t ident_hash(const char *id)
 {
-    uint32_t hash = 2166136261u; /* FNV-1a */
+    uint32_t hash = 2166136261u;
 
     for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++) {
         hash = (hash ^ *p) * 16777619u;
     }
-    return hash % IDENT_BUCKETS;
+    return hash;
+}
+
+static size_t ident_bucket(const char *id)
+{
+    return ident_hash(id) % IDENT_BUCKETS;
 }
 
 /* One more connection of identity id; its count after, 0 on no memory. */
@@ -555,13 +562,9 @@ static void flow_q_push(lurk_srv_loop *l, lurk_srv_flow *f, int which)
 /* The loop's flow for identity id, one more reference; NULL: no memory. */
 static lurk_srv_flow *flow_get(lurk_srv_loop *l, const char *id)
 {
-    uint32_t hash = 2166136261u; /* FNV-1a */
+    uint32_t hash = ident_hash(id);
     lurk_srv_flow *f;
     size_t len = strlen(id) + 1;
-
-    for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++) {
-        hash = (hash ^ *p) * 16777619u;
-    }
     for (f = l->flows[hash % FLOW_BUCKETS]; f != NULL; f = f->hnext) {
         if (strcmp(f->id, id) == 0) {
             f->refs++;
@@ -1115,6 +1118,20 @@ static lurk_srv_req *conn_request(lurk_srv_conn *c, const lurk_http1_req *req, u
     return req_new(body_len, t, LURK_OK, NULL, flags);
 }
 
+/* A request whose body is not all in yet: Expect: 100-continue is answered,
+ * once, and only in order (nothing else owed).  0 when c is gone. */
+static int conn_continue(lurk_srv_conn *c, const lurk_http1_req *req)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+    if (!req->expect_continue || c->sent_continue || c->q_n != 0 || conn_unsent(c) != 0) {
+        return 1;
+    }
+    c->sent_continue = 1;
+    conn_queue_raw(c, cont, sizeof(cont) - 1);
+    return conn_flush(c);
+}
+
 /* Every complete request in the input buffer goes on the queue (t: when
  * the bytes were read); the rest stays for the next read. */
 static int conn_parse(lurk_srv_conn *c, uint64_t t)
@@ -1175,15 +1192,8 @@ static int conn_parse(lurk_srv_conn *c, uint64_t t)
                 break;
             }
             if (res == LURK_HTTP1_MORE) {
-                if (req.expect_continue && !c->sent_continue && c->q_n == 0
-                    && conn_unsent(c) == 0) {
-                    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-
-                    c->sent_continue = 1;
-                    conn_queue_raw(c, cont, sizeof(cont) - 1);
-                    if (!conn_flush(c)) {
-                        return 0; /* c is gone */
-                    }
+                if (!conn_continue(c, &req)) {
+                    return 0; /* c is gone */
                 }
                 break;
             }
@@ -1219,16 +1229,8 @@ static int conn_parse(lurk_srv_conn *c, uint64_t t)
         }
         total = req.head_len + req.body_len;
         if (c->in_len - pos < total) {
-            /* Expect: 100-continue, answered only in order (nothing owed) */
-            if (req.expect_continue && !c->sent_continue && c->q_n == 0 && conn_unsent(c) == 0) {
-                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-
-                c->sent_continue = 1;
-                conn_queue_raw(c, cont, sizeof(cont) - 1);
-                ok = conn_flush(c);
-                if (!ok) {
-                    return 0; /* c is gone */
-                }
+            if (!conn_continue(c, &req)) {
+                return 0; /* c is gone */
             }
             break;
         }
